@@ -1,0 +1,317 @@
+// Package peer is the one place rtgate builds its pion WebRTC API: the codecs
+// it negotiates (each video codec with RTX), the interceptors that repair
+// loss and report (NACK generator and responder, RTCP reports, TWCC feedback,
+// stats), and a SettingEngine that puts every PeerConnection of a process on
+// a single UDP port, rewrites addresses for NAT and logs through slog.
+//
+// Both sides use it: the gateway's publishers and subscribers and the
+// embedded SFU. Each needs its own API (its own UDP port): two agents on one
+// socket talking to each other could not be told apart.
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configure an API. The zero value is usable: one UDP port chosen by
+// the OS on every interface, no STUN/TURN, pion's NACK buffer defaults with a
+// cap of 3 NACKs per packet.
+type Options struct {
+	// ListenIP binds the UDP port to one address ("127.0.0.1", "::1",
+	// "192.168.1.10"); empty means every interface.
+	ListenIP string
+	// UDPPort is the single UDP port every PeerConnection shares; 0 lets the
+	// OS choose one.
+	UDPPort int
+	// PublicIPs replace the host candidates' addresses (1:1 NAT, e.g. a cloud
+	// VM with an elastic IP).
+	PublicIPs []string
+	// ICEServers are handed to every PeerConnection (STUN/TURN).
+	ICEServers []webrtc.ICEServer
+	// NACKMaxPerPacket caps how often the generator NACKs one packet. pion's
+	// generator does not see packets repaired by RTX and would NACK them
+	// forever otherwise (pion/webrtc#3063). 0 means 3.
+	NACKMaxPerPacket uint16
+	// NACKGeneratorSize and NACKResponderSize are the packet history of the
+	// NACK generator and responder (powers of two; 0 means pion's 512/1024).
+	NACKGeneratorSize uint16
+	NACKResponderSize uint16
+	// ICEDisconnectedTimeout and ICEFailedTimeout override pion's 5 s / 25 s.
+	ICEDisconnectedTimeout time.Duration
+	ICEFailedTimeout       time.Duration
+	// RemoteIPFilter, if set, drops remote candidates it returns false for
+	// (tests keep every packet on loopback with it).
+	RemoteIPFilter func(net.IP) bool
+	// Logger receives pion's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// API is a configured pion API with its UDP port. It is safe for concurrent
+// use; Close releases the port after every PeerConnection is closed.
+type API struct {
+	api   *webrtc.API
+	cfg   webrtc.Configuration
+	mux   ice.UDPMux
+	conn  net.PacketConn // set when the mux owns a single socket
+	addrs []net.Addr
+}
+
+// Payload types rtgate offers. Browsers and Cloudflare answer with their own
+// numbers; these only matter when rtgate makes the offer.
+const (
+	PTVP8       = 96
+	PTVP9       = 98
+	PTH264      = 102 // packetization-mode=1, constrained baseline 42e01f
+	PTH264Base  = 104 // packetization-mode=1, baseline 42001f
+	PTH264High  = 106 // packetization-mode=1, high 640032
+	PTH264Mode0 = 108 // packetization-mode=0, constrained baseline
+	PTAV1       = 45
+	PTOpus      = 111
+	PTPCMU      = 0
+	PTPCMA      = 8
+)
+
+// Codec MIME types, for callers that pick a codec by name.
+const (
+	MimeTypeVP8  = webrtc.MimeTypeVP8
+	MimeTypeVP9  = webrtc.MimeTypeVP9
+	MimeTypeH264 = webrtc.MimeTypeH264
+	MimeTypeAV1  = webrtc.MimeTypeAV1
+	MimeTypeOpus = webrtc.MimeTypeOpus
+	MimeTypePCMU = webrtc.MimeTypePCMU
+	MimeTypePCMA = webrtc.MimeTypePCMA
+)
+
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: "goog-remb"},
+	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+	{Type: webrtc.TypeRTCPFBNACK},
+	{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+}
+
+type videoCodec struct {
+	pt, rtx uint8
+	mime    string
+	fmtp    string
+}
+
+// VideoCodecs lists the video codecs in offer order with their RTX payload
+// types; exported for tests and for the bench harness.
+var videoCodecs = []videoCodec{
+	{PTVP8, 97, webrtc.MimeTypeVP8, ""},
+	{PTVP9, 99, webrtc.MimeTypeVP9, "profile-id=0"},
+	{PTH264, 103, webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+	{PTH264Base, 105, webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"},
+	{PTH264High, 107, webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032"},
+	{PTH264Mode0, 109, webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f"},
+	{PTAV1, 46, webrtc.MimeTypeAV1, ""},
+}
+
+// Header extensions rtgate negotiates. transport-cc is added by the TWCC
+// interceptor registration.
+var headerExtensions = []struct {
+	uri   string
+	kinds []webrtc.RTPCodecType
+}{
+	{"urn:ietf:params:rtp-hdrext:sdes:mid", []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}},
+	{"urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+	{"urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+	{"urn:ietf:params:rtp-hdrext:ssrc-audio-level", []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}},
+	{"urn:3gpp:video-orientation", []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
+}
+
+// RegisterCodecs puts rtgate's codecs and header extensions into m.
+func RegisterCodecs(m *webrtc.MediaEngine) error {
+	for _, c := range videoCodecs {
+		err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: c.mime, ClockRate: 90000, SDPFmtpLine: c.fmtp, RTCPFeedback: videoFeedback,
+			},
+			PayloadType: webrtc.PayloadType(c.pt),
+		}, webrtc.RTPCodecTypeVideo)
+		if err != nil {
+			return fmt.Errorf("register %s/%d: %w", c.mime, c.pt, err)
+		}
+		err = m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.pt),
+			},
+			PayloadType: webrtc.PayloadType(c.rtx),
+		}, webrtc.RTPCodecTypeVideo)
+		if err != nil {
+			return fmt.Errorf("register rtx for %d: %w", c.pt, err)
+		}
+	}
+	audio := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: PTOpus},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: PTPCMU},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: PTPCMA},
+	}
+	for _, c := range audio {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return fmt.Errorf("register %s: %w", c.MimeType, err)
+		}
+	}
+	for _, e := range headerExtensions {
+		for _, k := range e.kinds {
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, k); err != nil {
+				return fmt.Errorf("register header extension %s: %w", e.uri, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RegisterInterceptors puts NACK (generator and responder, RTX when
+// negotiated), RTCP sender/receiver reports, stats and TWCC feedback into r.
+func RegisterInterceptors(m *webrtc.MediaEngine, r *interceptor.Registry, o Options) error {
+	maxNacks := o.NACKMaxPerPacket
+	if maxNacks == 0 {
+		maxNacks = 3
+	}
+	genOpts := []nack.GeneratorOption{nack.GeneratorMaxNacksPerPacket(maxNacks)}
+	if o.NACKGeneratorSize != 0 {
+		genOpts = append(genOpts, nack.GeneratorSize(o.NACKGeneratorSize))
+	}
+	var respOpts []nack.ResponderOption
+	if o.NACKResponderSize != 0 {
+		respOpts = append(respOpts, nack.ResponderSize(o.NACKResponderSize))
+	}
+	lf := NewLoggerFactory(o.Logger)
+	genOpts = append(genOpts, nack.WithGeneratorLoggerFactory(lf))
+	respOpts = append(respOpts, nack.WithResponderLoggerFactory(lf))
+	if err := webrtc.ConfigureNackWithOptions(m, r, genOpts, respOpts...); err != nil {
+		return fmt.Errorf("nack: %w", err)
+	}
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
+	if err := webrtc.ConfigureRTCPReports(r); err != nil {
+		return fmt.Errorf("rtcp reports: %w", err)
+	}
+	if err := webrtc.ConfigureStatsInterceptor(r); err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	// TWCC feedback for what we receive, so a browser publisher's bandwidth
+	// estimator works. rtgate runs no estimator of its own, so it does not
+	// stamp transport-cc on what it sends.
+	if err := webrtc.ConfigureTWCCSender(m, r); err != nil {
+		return fmt.Errorf("twcc: %w", err)
+	}
+	return nil
+}
+
+// New builds an API and opens its UDP port.
+func New(o Options) (*API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := RegisterCodecs(m); err != nil {
+		return nil, err
+	}
+	r := &interceptor.Registry{}
+	if err := RegisterInterceptors(m, r, o); err != nil {
+		return nil, err
+	}
+
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	lf := NewLoggerFactory(logger)
+	s := webrtc.SettingEngine{LoggerFactory: lf}
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	if o.ICEDisconnectedTimeout > 0 || o.ICEFailedTimeout > 0 {
+		d, f := o.ICEDisconnectedTimeout, o.ICEFailedTimeout
+		if d == 0 {
+			d = 5 * time.Second
+		}
+		if f == 0 {
+			f = 25 * time.Second
+		}
+		s.SetICETimeouts(d, f, 2*time.Second)
+	}
+	if o.RemoteIPFilter != nil {
+		s.SetRemoteIPFilter(o.RemoteIPFilter)
+	}
+	if len(o.PublicIPs) > 0 {
+		for _, ip := range o.PublicIPs {
+			if net.ParseIP(ip) == nil {
+				return nil, fmt.Errorf("public IP %q is not an IP address", ip)
+			}
+		}
+		err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: o.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("public IPs: %w", err)
+		}
+	}
+
+	a := &API{cfg: webrtc.Configuration{ICEServers: o.ICEServers, BundlePolicy: webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire}}
+	if o.ListenIP != "" {
+		ip := net.ParseIP(o.ListenIP)
+		if ip == nil {
+			return nil, fmt.Errorf("listen IP %q is not an IP address", o.ListenIP)
+		}
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: o.UDPPort})
+		if err != nil {
+			return nil, fmt.Errorf("listen udp %s: %w", net.JoinHostPort(o.ListenIP, fmt.Sprint(o.UDPPort)), err)
+		}
+		a.conn = conn
+		a.mux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+		a.addrs = []net.Addr{conn.LocalAddr()}
+		if ip.IsLoopback() {
+			s.SetIncludeLoopbackCandidate(true)
+		}
+	} else {
+		mm, err := ice.NewMultiUDPMuxFromPort(o.UDPPort, ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4, ice.NetworkTypeUDP6))
+		if err != nil {
+			return nil, fmt.Errorf("listen udp port %d: %w", o.UDPPort, err)
+		}
+		a.mux = mm
+		a.addrs = mm.GetListenAddresses()
+	}
+	s.SetICEUDPMux(a.mux)
+
+	cert, err := newCertificate()
+	if err != nil {
+		_ = a.mux.Close()
+		return nil, err
+	}
+	a.cfg.Certificates = []webrtc.Certificate{*cert}
+	a.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(r), webrtc.WithSettingEngine(s))
+	return a, nil
+}
+
+// NewPeerConnection makes a PeerConnection on the shared port with the
+// configured ICE servers and the process-wide DTLS certificate.
+func (a *API) NewPeerConnection() (*webrtc.PeerConnection, error) {
+	return a.api.NewPeerConnection(a.cfg)
+}
+
+// WebRTC returns the underlying pion API.
+func (a *API) WebRTC() *webrtc.API { return a.api }
+
+// Addrs returns the local addresses of the shared UDP port.
+func (a *API) Addrs() []net.Addr { return a.addrs }
+
+// Close releases the UDP port.
+func (a *API) Close() error {
+	err := a.mux.Close()
+	if a.conn != nil {
+		if cerr := a.conn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = errors.Join(err, cerr)
+		}
+	}
+	return err
+}
