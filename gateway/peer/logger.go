@@ -10,7 +10,9 @@ import (
 
 // NewLoggerFactory routes pion's logs through slog: pion has no slog adapter.
 // Each pion scope becomes the "scope" attribute of a logger under component
-// "pion"; pion's trace level maps to slog debug-4.
+// "pion". pion logs every state change at info; a daemon's info log is for
+// operators, so pion's info maps to slog debug, its debug to debug-2 and its
+// trace to debug-4.
 func NewLoggerFactory(l *slog.Logger) logging.LoggerFactory {
 	if l == nil {
 		l = slog.Default()
@@ -26,7 +28,10 @@ func (f loggerFactory) NewLogger(scope string) logging.LeveledLogger {
 
 type slogLogger struct{ l *slog.Logger }
 
-const levelTrace = slog.LevelDebug - 4
+const (
+	levelTrace     = slog.LevelDebug - 4
+	levelPionDebug = slog.LevelDebug - 2
+)
 
 func (s slogLogger) log(level slog.Level, msg string) {
 	ctx := context.Background()
