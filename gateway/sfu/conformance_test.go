@@ -1,6 +1,8 @@
 package sfu_test
 
 import (
+	"time"
+
 	"testing"
 
 	"github.com/pion/webrtc/v4"
@@ -87,5 +89,253 @@ func TestEchoFlow(t *testing.T) {
 		if tr.Status != rtapi.StatusActive {
 			t.Errorf("track %+v is not active", tr)
 		}
+	}
+}
+
+// publisherOf starts a peer publishing one video track per name.
+func publisherOf(t *testing.T, e *env, names ...string) (string, *testPeer, map[string]*source, map[string]string) {
+	t.Helper()
+	p := newPeer(t)
+	srcs := map[string]*source{}
+	trs := map[*webrtc.RTPTransceiver]string{}
+	for _, n := range names {
+		s, tr := p.sendTrack(webrtc.RTPCodecTypeVideo, n)
+		s.start()
+		t.Cleanup(s.halt)
+		srcs[n] = s
+		trs[tr] = n
+	}
+	sid := publish(t, e, p, trs)
+	mids := map[string]string{}
+	for tr, n := range trs {
+		mids[n] = tr.Mid()
+	}
+	return sid, p, srcs, mids
+}
+
+// subscriber makes a session without an offer and pulls tracks into it.
+func subscriber(t *testing.T, e *env, sid string, names ...string) (string, *testPeer, []rtapi.TrackObject) {
+	t.Helper()
+	c := ctx(t)
+	b := newPeer(t)
+	ns, err := e.client.NewSession(c, nil)
+	if err != nil {
+		t.Fatalf("sessions/new without body: %v", err)
+	}
+	if ns.SessionDescription != nil {
+		t.Fatal("sessions/new without an offer must not return SDP")
+	}
+	var items []rtapi.TrackObject
+	for _, n := range names {
+		items = append(items, rtapi.TrackObject{Location: rtapi.LocationRemote, SessionID: sid, TrackName: n})
+	}
+	pulled, err := e.client.PullTracks(c, ns.SessionID, items, b.answerFunc)
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	if err := realtime.ItemErrors(pulled); err != nil {
+		t.Fatalf("pull items: %v", err)
+	}
+	return ns.SessionID, b, pulled
+}
+
+func TestTwoSessions(t *testing.T) {
+	e := newEnv(t, fastOptions())
+	sid, a, _, _ := publisherOf(t, e, "cam")
+	before := a.plis.Load()
+	_, b, _ := subscriber(t, e, sid, "cam")
+	b.nextTrack().expect(t, "cam", 50)
+	if a.plis.Load() == before {
+		t.Error("a subscriber joined but the publisher got no keyframe request")
+	}
+}
+
+func TestPullWithClientOffer(t *testing.T) {
+	e := newEnv(t, fastOptions())
+	sid, _, _, _ := publisherOf(t, e, "cam")
+	c := ctx(t)
+	b := newPeer(t)
+	tr, err := b.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer := b.offer()
+	ns, err := e.client.NewSession(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{SessionDescription: offer, Tracks: []rtapi.TrackObject{
+		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam", Mid: tr.Mid()},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := realtime.ItemErrors(res.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	if res.RequiresImmediateRenegotiation || res.SessionDescription.Type != "answer" {
+		t.Fatalf("a pull with an offer must be answered: %+v", res)
+	}
+	b.apply(res.SessionDescription)
+	b.nextTrack().expect(t, "cam", 30)
+}
+
+func TestPLIForwardedAndCoalesced(t *testing.T) {
+	e := newEnv(t, fastOptions())
+	sid, a, _, _ := publisherOf(t, e, "cam")
+	_, b, _ := subscriber(t, e, sid, "cam")
+	s := b.nextTrack()
+	s.expect(t, "cam", 10)
+	time.Sleep(200 * time.Millisecond) // past the join request's window
+	before := a.plis.Load()
+	for range 20 { // a burst: coalesced into one or two upstream
+		b.sendPLI(s.track.SSRC())
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for a.plis.Load() == before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	got := a.plis.Load() - before
+	if got < 1 || got > 3 {
+		t.Fatalf("20 PLIs from a subscriber reached the publisher as %d PLIs, want 1..3", got)
+	}
+}
+
+func TestCloseNegotiated(t *testing.T) {
+	e := newEnv(t, fastOptions())
+	sid, _, _, _ := publisherOf(t, e, "cam")
+	bid, b, pulled := subscriber(t, e, sid, "cam")
+	s := b.nextTrack()
+	s.expect(t, "cam", 10)
+	mid := pulled[0].Mid
+	for _, tr := range b.pc.GetTransceivers() {
+		if tr.Mid() == mid {
+			if err := tr.Stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := ctx(t)
+	res, err := e.client.CloseTracks(c, bid, rtapi.CloseTracksRequest{
+		Tracks: []rtapi.CloseTrackObject{{Mid: mid}}, SessionDescription: b.offer(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := realtime.ItemErrors(res.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	if res.SessionDescription == nil || res.SessionDescription.Type != "answer" || res.RequiresImmediateRenegotiation {
+		t.Fatalf("negotiated close must answer: %+v", res)
+	}
+	b.apply(res.SessionDescription)
+	st, err := e.client.Session(c, bid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Tracks) != 1 || st.Tracks[0].Status != rtapi.StatusInactive {
+		t.Fatalf("closed pull should be listed inactive: %+v", st.Tracks)
+	}
+	// Closing it again is an item error, not a request error.
+	res, err = e.client.CloseTracks(c, bid, rtapi.CloseTracksRequest{Tracks: []rtapi.CloseTrackObject{{Mid: mid}}, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Tracks[0].ErrorCode != rtapi.CodeCloseTrack {
+		t.Fatalf("second close: %+v, want close_track_error", res.Tracks)
+	}
+}
+
+func TestCloseForcedUnpublishes(t *testing.T) {
+	e := newEnv(t, fastOptions())
+	sid, _, _, mids := publisherOf(t, e, "cam")
+	_, b, _ := subscriber(t, e, sid, "cam")
+	s := b.nextTrack()
+	s.expect(t, "cam", 10)
+	c := ctx(t)
+	res, err := e.client.CloseTracks(c, sid, rtapi.CloseTracksRequest{Tracks: []rtapi.CloseTrackObject{{Mid: mids["cam"]}}, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SessionDescription != nil || res.RequiresImmediateRenegotiation || res.Tracks[0].ErrorCode != "" {
+		t.Fatalf("forced close: %+v", res)
+	}
+	if !s.quiet(500 * time.Millisecond) {
+		t.Fatal("the subscriber still receives a force-closed track")
+	}
+	st, err := e.client.Session(c, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Tracks[0].Status != rtapi.StatusInactive {
+		t.Fatalf("force-closed track should be inactive: %+v", st.Tracks)
+	}
+	ns, _ := e.client.NewSession(c, nil)
+	items, err := e.client.PullTracks(c, ns.SessionID, []rtapi.TrackObject{{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam"}}, newPeer(t).answerFunc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !realtime.IsCode(realtime.ItemErrors(items), rtapi.CodeNotFoundTrack) {
+		t.Fatalf("pulling a closed track: %+v, want not_found_track_error", items)
+	}
+}
+
+func TestUpdateSwitchesTrackContinuously(t *testing.T) {
+	e := newEnv(t, fastOptions())
+	sid, _, _, _ := publisherOf(t, e, "one", "two")
+	bid, b, pulled := subscriber(t, e, sid, "one")
+	s := b.nextTrack()
+	first := s.expect(t, "one", 30)
+	c := ctx(t)
+	res, err := e.client.UpdateTracks(c, bid, rtapi.UpdateTracksRequest{Tracks: []rtapi.TrackObject{
+		{Location: rtapi.LocationRemote, Mid: pulled[0].Mid, SessionID: sid, TrackName: "two"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := realtime.ItemErrors(res.Tracks); err != nil {
+		t.Fatal(err)
+	}
+	// Packets of "one" still in flight, then only "two".
+	var seqs []uint16
+	for _, p := range first {
+		seqs = append(seqs, p.SequenceNumber)
+	}
+	deadline := time.After(10 * time.Second)
+	twos := 0
+	for twos < 30 {
+		select {
+		case p := <-s.pkts:
+			tag := string(p.Payload[4:7])
+			if twos > 0 && tag != "two" {
+				t.Fatalf("got %q after the switch to two", tag)
+			}
+			if tag == "two" {
+				twos++
+			}
+			seqs = append(seqs, p.SequenceNumber)
+		case <-deadline:
+			t.Fatalf("only %d packets of the new track", twos)
+		}
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("sequence jumps from %d to %d at packet %d: the switch broke continuity", seqs[i-1], seqs[i], i)
+		}
+	}
+	st, _ := e.client.Session(c, bid)
+	active := 0
+	for _, tr := range st.Tracks {
+		if tr.Status == rtapi.StatusActive {
+			active++
+			if tr.TrackName != "two" {
+				t.Errorf("active track is %q, want two", tr.TrackName)
+			}
+		}
+	}
+	if active != 1 {
+		t.Errorf("%d active tracks after update, want 1: %+v", active, st.Tracks)
 	}
 }
