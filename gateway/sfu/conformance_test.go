@@ -14,7 +14,7 @@ import (
 // publish runs the echo demo's publishing half on p: sessions/new with an
 // offer, wait for connected, then tracks/new (local) with a fresh offer
 // naming each transceiver's mid. It returns the sessionId.
-func publish(t *testing.T, e *env, p *testPeer, names map[*webrtc.RTPTransceiver]string) string {
+func publish(t testing.TB, e *env, p *testPeer, names map[*webrtc.RTPTransceiver]string) string {
 	t.Helper()
 	c := ctx(t)
 	ns, err := e.client.NewSession(c, p.offer())
@@ -93,7 +93,7 @@ func TestEchoFlow(t *testing.T) {
 }
 
 // publisherOf starts a peer publishing one video track per name.
-func publisherOf(t *testing.T, e *env, names ...string) (string, *testPeer, map[string]*source, map[string]string) {
+func publisherOf(t testing.TB, e *env, names ...string) (string, *testPeer, map[string]*source, map[string]string) {
 	t.Helper()
 	p := newPeer(t)
 	srcs := map[string]*source{}
@@ -114,7 +114,7 @@ func publisherOf(t *testing.T, e *env, names ...string) (string, *testPeer, map[
 }
 
 // subscriber makes a session without an offer and pulls tracks into it.
-func subscriber(t *testing.T, e *env, sid string, names ...string) (string, *testPeer, []rtapi.TrackObject) {
+func subscriber(t testing.TB, e *env, sid string, names ...string) (string, *testPeer, []rtapi.TrackObject) {
 	t.Helper()
 	c := ctx(t)
 	b := newPeer(t)

@@ -26,7 +26,7 @@ const testSecret = "s3cret-for-tests"
 func loopbackOnly(ip net.IP) bool { return ip.IsLoopback() }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	sfu    *sfu.SFU
 	srv    *httptest.Server
 	client *realtime.Client
@@ -43,7 +43,7 @@ func fastOptions() sfu.Options {
 	}
 }
 
-func newEnv(t *testing.T, o sfu.Options) *env {
+func newEnv(t testing.TB, o sfu.Options) *env {
 	t.Helper()
 	o.AppID, o.AppSecret = "test", testSecret
 	o.Peer.ListenIP = "127.0.0.1"
@@ -67,7 +67,7 @@ func newEnv(t *testing.T, o sfu.Options) *env {
 	return &env{t: t, sfu: f, srv: srv, client: c, base: srv.URL + "/v1/apps/test"}
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return c
@@ -76,7 +76,7 @@ func ctx(t *testing.T) context.Context {
 // testPeer is a real pion PeerConnection on its own loopback UDP port, the
 // way an app talking to the Realtime API has one.
 type testPeer struct {
-	t  *testing.T
+	t  testing.TB
 	pc *webrtc.PeerConnection
 
 	mu       sync.Mutex
@@ -85,7 +85,7 @@ type testPeer struct {
 	plis     atomic.Int64 // PLI/FIR received on our senders
 }
 
-func newPeer(t *testing.T) *testPeer {
+func newPeer(t testing.TB) *testPeer {
 	t.Helper()
 	api, err := peer.New(peer.Options{ListenIP: "127.0.0.1", RemoteIPFilter: loopbackOnly})
 	if err != nil {
@@ -291,7 +291,7 @@ func (s *sink) run() {
 
 // expect reads n packets and checks each payload is one the source with tag
 // sent, byte for byte.
-func (s *sink) expect(t *testing.T, tag string, n int) []*rtp.Packet {
+func (s *sink) expect(t testing.TB, tag string, n int) []*rtp.Packet {
 	t.Helper()
 	var got []*rtp.Packet
 	timeout := time.After(10 * time.Second)

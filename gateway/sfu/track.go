@@ -121,9 +121,14 @@ func (p *pubTrack) forward() {
 		if p.isClosed() {
 			continue // unpublished: keep reading so the receiver drains
 		}
-		for _, b := range *p.subs.Load() {
-			b.write(&pkt)
-		}
+		p.fanOut(&pkt)
+	}
+}
+
+// fanOut writes one packet to every subscriber.
+func (p *pubTrack) fanOut(pkt *rtp.Packet) {
+	for _, b := range *p.subs.Load() {
+		b.write(pkt)
 	}
 }
 
@@ -278,6 +283,7 @@ type binding struct {
 	writer webrtc.TrackLocalWriter
 	extMap [][2]uint8 // publisher id -> subscriber id
 	exts   []rtp.Extension
+	hdr    rtp.Header // scratch: a header passed to the writer escapes, so it lives here
 	sub    *subscription
 
 	seqOffset uint16
@@ -292,7 +298,8 @@ type binding struct {
 }
 
 func (b *binding) write(pkt *rtp.Packet) {
-	h := pkt.Header // copy; the extension payloads still point into the read buffer
+	h := &b.hdr
+	*h = pkt.Header // copy; the extension payloads still point into the read buffer
 	if b.rebasing {
 		b.rebasing = false
 		b.seqOffset = b.prevSeq + 1 - h.SequenceNumber
@@ -309,7 +316,7 @@ func (b *binding) write(pkt *rtp.Packet) {
 			_ = h.SetExtension(m[1], v)
 		}
 	}
-	if _, err := b.writer.WriteRTP(&h, pkt.Payload); err != nil {
+	if _, err := b.writer.WriteRTP(h, pkt.Payload); err != nil {
 		return
 	}
 	b.lastSeq.Store(uint32(h.SequenceNumber))
