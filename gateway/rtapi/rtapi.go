@@ -1,6 +1,6 @@
 // Package rtapi holds the wire types of the Cloudflare Realtime SFU HTTP API
-// (OpenAPI "realtime-api-2024-05-21"): request and response bodies, error
-// codes and the HTTP status each error code travels with.
+// (OpenAPI "realtime-api-2024-05-21"): request and response bodies and the
+// documented error codes.
 //
 // It is a leaf package: the client (gateway/realtime) and the embedded SFU
 // (gateway/sfu) both import it and nothing else of gateway, so the two sides
@@ -148,7 +148,6 @@ const (
 	CodeInvalidParams   = "invalid_params"
 	CodePayloadTooLarge = "payload_too_large"
 	CodeNotSupported    = "not_supported"
-	CodeTooManyRequests = "too_many_requests"
 	// Session level.
 	CodeSessionError = "session_error"
 	// SDP.
@@ -169,11 +168,12 @@ const (
 )
 
 // Retryable reports whether a request that failed with this error code may
-// succeed if sent again unchanged (after a backoff).
+// succeed if sent again unchanged (after a backoff). internal_error and
+// backend_error are not: Cloudflare's docs ask to inspect the session before
+// another mutation, since the failed one may have been partly applied.
 func Retryable(code string) bool {
 	switch code {
-	case CodeRetryableTransient, CodeTemporarilyUnavailable, CodeTransportUnavailable,
-		CodeBackend, CodeInternal, CodeTooManyRequests:
+	case CodeRetryableTransient, CodeTemporarilyUnavailable, CodeTransportUnavailable:
 		return true
 	}
 	return false
