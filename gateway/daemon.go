@@ -1,0 +1,201 @@
+// Package gateway is the rtgate daemon: it owns the HTTP server (health,
+// API, and the embedded SFU when realtime.url is "embedded"), rtgate's own
+// pion API (one UDP port for every PeerConnection it makes) and the
+// Realtime API client the pipelines publish and pull through, and it shuts
+// them down in order.
+//
+// The daemon's routes are all registered in routes (http.go), so that
+// stream APIs, metrics and WHIP/WHEP handlers are added in one place.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rtgate/rtgate/config"
+	"github.com/rtgate/rtgate/gateway/peer"
+	"github.com/rtgate/rtgate/gateway/realtime"
+	"github.com/rtgate/rtgate/gateway/sfu"
+)
+
+// ShutdownTimeout bounds the graceful HTTP shutdown: requests still running
+// after it are cut off.
+const ShutdownTimeout = 10 * time.Second
+
+// realtimeTimeout bounds one Realtime API HTTP request of the daemon's
+// client; calls carry their own deadlines through their contexts too.
+const realtimeTimeout = 30 * time.Second
+
+// Daemon is a configured rtgate daemon. New opens its sockets; Run serves
+// until its context ends and then releases everything. A Daemon whose Run
+// is never called must be closed with Close.
+type Daemon struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	ln  net.Listener
+	srv *http.Server
+	sfu *sfu.SFU // nil unless realtime.url is "embedded"
+
+	peer        *peer.API
+	rt          *realtime.Client
+	rtHTTP      *http.Client // rt's; its idle connections are closed on Close
+	realtimeURL string       // rt's base URL
+
+	ran       atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and builds a daemon: it listens on http.listen, starts
+// the embedded SFU when realtime.url is "embedded" (app id realtime.app_id,
+// default "rtgate"; the configured secret or, without one, a secret
+// generated for this run), opens rtgate's WebRTC UDP port and makes the
+// Realtime client: over loopback HTTP to the embedded SFU, or to the
+// configured URL. A nil logger means slog.Default().
+func New(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	secret, err := daemonSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	d := &Daemon{cfg: cfg, log: logger}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = d.Close() // release what was opened before the failure
+		}
+	}()
+
+	d.ln, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	if cfg.IsEmbedded() {
+		d.sfu, err = sfu.New(cfg.SFUOptions(secret.Value, logger.With("component", "sfu")))
+		if err != nil {
+			return nil, fmt.Errorf("start embedded SFU: %w", err)
+		}
+		d.realtimeURL = httpURL(d.ln.Addr()) + "/v1"
+	} else {
+		d.realtimeURL = strings.TrimRight(cfg.Realtime.URL, "/")
+	}
+
+	d.peer, err = peer.New(cfg.PeerOptions(logger.With("component", "webrtc")))
+	if err != nil {
+		return nil, fmt.Errorf("open WebRTC UDP port (webrtc.udp_port %d): %w", cfg.WebRTC.UDPPort, err)
+	}
+
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	d.rtHTTP = &http.Client{Transport: transport, Timeout: realtimeTimeout}
+	d.rt, err = realtime.New(realtime.Options{
+		BaseURL:    d.realtimeURL,
+		AppID:      cfg.AppID(),
+		AppSecret:  secret.Value,
+		HTTPClient: d.rtHTTP,
+		Logger:     logger.With("component", "realtime"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("realtime client for %s: %w", d.realtimeURL, err)
+	}
+
+	d.srv = newHTTPServer(d.routes(), logger)
+	ok = true
+	return d, nil
+}
+
+// daemonSecret is the app secret of the daemon's Realtime client and, when
+// embedded, of its SFU.
+func daemonSecret(cfg *config.Config) (config.Secret, error) {
+	if cfg.IsEmbedded() {
+		s, err := cfg.EmbeddedSecret()
+		if err != nil {
+			return s, fmt.Errorf("embedded SFU secret: %w", err)
+		}
+		return s, nil
+	}
+	s, err := cfg.ResolveSecret()
+	if err != nil {
+		return s, fmt.Errorf("realtime app secret: %w", err)
+	}
+	return s, nil
+}
+
+// Addr is the address the HTTP server listens on (with the port the OS
+// chose for http.listen port 0).
+func (d *Daemon) Addr() net.Addr { return d.ln.Addr() }
+
+// Realtime is the client of the SFU rtgate publishes to and pulls from.
+func (d *Daemon) Realtime() *realtime.Client { return d.rt }
+
+// Run serves HTTP until ctx is done, then shuts the server down gracefully
+// (at most ShutdownTimeout) and closes the SFU and the WebRTC port. It
+// returns nil after a shutdown that ctx asked for, and the error otherwise.
+// It may be called once.
+func (d *Daemon) Run(ctx context.Context) error {
+	if !d.ran.CompareAndSwap(false, true) {
+		return errors.New("gateway: Daemon.Run called twice")
+	}
+	mode := "remote"
+	if d.sfu != nil {
+		mode = "embedded"
+	}
+	d.log.Info("rtgate running",
+		"http", httpURL(d.ln.Addr()),
+		"realtime", d.realtimeURL, "sfu", mode, "app_id", d.cfg.AppID(),
+		"webrtc_udp", addrList(d.peer.Addrs()))
+
+	err := serveHTTP(ctx, d.srv, d.ln, d.log)
+	return errors.Join(err, d.Close())
+}
+
+// Close releases everything New opened: the HTTP listener, the embedded SFU
+// (ending its sessions), the WebRTC UDP port and the Realtime client's idle
+// connections. Run calls it; it is safe to call more than once.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		var errs []error
+		if d.ln != nil {
+			if err := d.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, fmt.Errorf("close http listener: %w", err))
+			}
+		}
+		if d.sfu != nil {
+			if err := d.sfu.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close embedded SFU: %w", err))
+			}
+		}
+		if d.peer != nil {
+			if err := d.peer.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close WebRTC UDP port: %w", err))
+			}
+		}
+		if d.rtHTTP != nil {
+			d.rtHTTP.CloseIdleConnections()
+		}
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}
+
+func addrList(addrs []net.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
