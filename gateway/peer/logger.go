@@ -49,10 +49,10 @@ func (s slogLogger) logf(level slog.Level, format string, args ...any) {
 
 func (s slogLogger) Trace(msg string)          { s.log(levelTrace, msg) }
 func (s slogLogger) Tracef(f string, a ...any) { s.logf(levelTrace, f, a...) }
-func (s slogLogger) Debug(msg string)          { s.log(slog.LevelDebug, msg) }
-func (s slogLogger) Debugf(f string, a ...any) { s.logf(slog.LevelDebug, f, a...) }
-func (s slogLogger) Info(msg string)           { s.log(slog.LevelInfo, msg) }
-func (s slogLogger) Infof(f string, a ...any)  { s.logf(slog.LevelInfo, f, a...) }
+func (s slogLogger) Debug(msg string)          { s.log(levelPionDebug, msg) }
+func (s slogLogger) Debugf(f string, a ...any) { s.logf(levelPionDebug, f, a...) }
+func (s slogLogger) Info(msg string)           { s.log(slog.LevelDebug, msg) }
+func (s slogLogger) Infof(f string, a ...any)  { s.logf(slog.LevelDebug, f, a...) }
 func (s slogLogger) Warn(msg string)           { s.log(slog.LevelWarn, msg) }
 func (s slogLogger) Warnf(f string, a ...any)  { s.logf(slog.LevelWarn, f, a...) }
 func (s slogLogger) Error(msg string)          { s.log(slog.LevelError, msg) }
