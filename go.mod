@@ -2,7 +2,9 @@ module github.com/rtgate/rtgate
 
 // pion/webrtc is pinned at v4.2.20: v4.2.21 and later need pion/transport/v5
 // v5.1.x, which the Go module proxy used here refuses (403). Do not upgrade
-// it until that resolves.
+// it until that resolves. For the same reason `go mod tidy` fails here (it
+// wants pion/interceptor's test dependencies): change requirements with
+// `go get`.
 
 go 1.26.0
 
