@@ -168,17 +168,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // connections. Run calls it; it is safe to call more than once.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
-		var errs []error
-		if d.ln != nil {
-			if err := d.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-				errs = append(errs, fmt.Errorf("close http listener: %w", err))
-			}
-		}
-		if d.sfu != nil {
-			if err := d.sfu.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("close embedded SFU: %w", err))
-			}
-		}
+		errs := closeServing(d.ln, d.sfu)
 		if d.peer != nil {
 			if err := d.peer.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close WebRTC UDP port: %w", err))
@@ -198,4 +188,21 @@ func addrList(addrs []net.Addr) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ",")
+}
+
+// closeServing closes an HTTP listener and, if there is one, the embedded
+// SFU behind it; the daemon and `rtgate sfu` both end this way.
+func closeServing(ln net.Listener, f *sfu.SFU) []error {
+	var errs []error
+	if ln != nil {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close http listener: %w", err))
+		}
+	}
+	if f != nil {
+		if err := f.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close embedded SFU: %w", err))
+		}
+	}
+	return errs
 }

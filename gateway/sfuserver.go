@@ -101,18 +101,7 @@ func (s *SFUServer) Run(ctx context.Context) error {
 // it; it is safe to call more than once.
 func (s *SFUServer) Close() error {
 	s.closeOnce.Do(func() {
-		var errs []error
-		if s.ln != nil {
-			if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-				errs = append(errs, fmt.Errorf("close http listener: %w", err))
-			}
-		}
-		if s.sfu != nil {
-			if err := s.sfu.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("close embedded SFU: %w", err))
-			}
-		}
-		s.closeErr = errors.Join(errs...)
+		s.closeErr = errors.Join(closeServing(s.ln, s.sfu)...)
 	})
 	return s.closeErr
 }
