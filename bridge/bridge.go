@@ -1,0 +1,69 @@
+// Package bridge holds the contract between media sources that live outside
+// WebRTC (RTP/UDP, files, cameras) and the gateway that publishes them. A
+// source knows nothing of HTTP, SDP offers or the SFU: it produces RTP
+// packets for one or more tracks and, where it can, makes keyframes on
+// request. The sub-packages implement it: rtpudp (RTP over UDP), file (IVF,
+// Ogg/Opus, H.264 Annex-B).
+//
+// bridge never imports gateway.
+package bridge
+
+import (
+	"context"
+	"strings"
+
+	"github.com/pion/rtp"
+)
+
+// Kinds of track.
+const (
+	KindAudio = "audio"
+	KindVideo = "video"
+)
+
+// Codec describes the RTP stream of a track the way SDP does.
+type Codec struct {
+	MimeType    string // "video/VP8", "video/H264", "audio/opus", ... (pion's MIME type constants)
+	ClockRate   uint32
+	Channels    uint16 // audio only; 0 means 1
+	Fmtp        string // SDP fmtp parameters, e.g. "packetization-mode=1;profile-level-id=42e01f"
+	PayloadType uint8  // the payload type the source's packets carry
+}
+
+// Kind returns KindAudio or KindVideo from the MIME type.
+func (c Codec) Kind() string {
+	if strings.HasPrefix(strings.ToLower(c.MimeType), "audio/") {
+		return KindAudio
+	}
+	return KindVideo
+}
+
+// Track is one media track of a source.
+type Track struct {
+	Kind  string // KindAudio or KindVideo
+	Codec Codec
+}
+
+// PacketFunc receives the packets of a source: track is the index into
+// Tracks(). The packet and its payload are only valid during the call (the
+// source reuses its buffers); a receiver that keeps one must copy it.
+// Sources call it from one goroutine per track at most; it must not block
+// for long.
+type PacketFunc func(track int, pkt *rtp.Packet)
+
+// Source produces RTP packets for its tracks.
+type Source interface {
+	// Tracks describes the tracks; it is known before Run (from the URL,
+	// an SDP file or a file header) and does not change.
+	Tracks() []Track
+	// Run produces packets until ctx is done (it then returns nil), a
+	// non-looping file ends (io.EOF), or a fatal error. It may be called
+	// again after it returned, to restart the source.
+	Run(ctx context.Context, fn PacketFunc) error
+	// RequestKeyframe asks the source to make a keyframe on a video track
+	// soon. It returns false when the source cannot (a file); the caller
+	// counts such requests. It never blocks.
+	RequestKeyframe(track int) bool
+	// Close releases what the source holds (sockets, files).
+	Close() error
+}
