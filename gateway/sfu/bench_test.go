@@ -2,6 +2,7 @@ package sfu_test
 
 import (
 	"fmt"
+	"github.com/rtgate/rtgate/gateway/internal/rtctest"
 	"net"
 	"testing"
 	"time"
@@ -25,12 +26,12 @@ import (
 func BenchmarkFanOut(b *testing.B) {
 	b.Run("udp-floor", benchUDPFloor)
 	for _, n := range []int{1, 10, 100} {
-		e := newEnv(b, fastOptions())
+		e := rtctest.NewEnv(b, rtctest.FastOptions())
 		sid, _, srcs, _ := publisherOf(b, e, "cam")
 		for range n {
 			subscriber(b, e, sid, "cam")
 		}
-		fan, subs := sfu.FanOut(e.sfu, sid, "cam")
+		fan, subs := sfu.FanOut(e.SFU, sid, "cam")
 		deadline := time.Now().Add(20 * time.Second)
 		for subs() < n {
 			if time.Now().After(deadline) {
@@ -38,7 +39,7 @@ func BenchmarkFanOut(b *testing.B) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		srcs["cam"].halt() // from here on only the benchmark feeds the track
+		srcs["cam"].Halt() // from here on only the benchmark feeds the track
 		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1}, Payload: make([]byte, 1100)}
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			b.ReportAllocs()

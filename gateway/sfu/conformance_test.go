@@ -1,6 +1,7 @@
 package sfu_test
 
 import (
+	"github.com/rtgate/rtgate/gateway/internal/rtctest"
 	"time"
 
 	"testing"
@@ -14,20 +15,20 @@ import (
 // publish runs the echo demo's publishing half on p: sessions/new with an
 // offer, wait for connected, then tracks/new (local) with a fresh offer
 // naming each transceiver's mid. It returns the sessionId.
-func publish(t testing.TB, e *env, p *testPeer, names map[*webrtc.RTPTransceiver]string) string {
+func publish(t testing.TB, e *rtctest.Env, p *rtctest.Peer, names map[*webrtc.RTPTransceiver]string) string {
 	t.Helper()
-	c := ctx(t)
-	ns, err := e.client.NewSession(c, p.offer())
+	c := rtctest.Ctx(t)
+	ns, err := e.Client.NewSession(c, p.Offer())
 	if err != nil {
 		t.Fatalf("sessions/new: %v", err)
 	}
-	p.apply(ns.SessionDescription)
-	p.waitConnected()
+	p.Apply(ns.SessionDescription)
+	p.WaitConnected()
 	var tracks []rtapi.TrackObject
 	for tr, name := range names {
 		tracks = append(tracks, rtapi.TrackObject{Location: rtapi.LocationLocal, Mid: tr.Mid(), TrackName: name})
 	}
-	res, err := e.client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{SessionDescription: p.offer(), Tracks: tracks})
+	res, err := e.Client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{SessionDescription: p.Offer(), Tracks: tracks})
 	if err != nil {
 		t.Fatalf("tracks/new local: %v", err)
 	}
@@ -37,28 +38,28 @@ func publish(t testing.TB, e *env, p *testPeer, names map[*webrtc.RTPTransceiver
 	if res.RequiresImmediateRenegotiation {
 		t.Fatal("an answer to our offer must not require renegotiation")
 	}
-	p.apply(res.SessionDescription)
+	p.Apply(res.SessionDescription)
 	return ns.SessionID
 }
 
 // TestEchoFlow is the flow of Cloudflare's echo demo: publish audio and
 // video, pull both back into the same session, and receive the RTP intact.
 func TestEchoFlow(t *testing.T) {
-	e := newEnv(t, fastOptions())
-	p := newPeer(t)
-	video, vt := p.sendTrack(webrtc.RTPCodecTypeVideo, "video")
-	audio, at := p.sendTrack(webrtc.RTPCodecTypeAudio, "audio")
-	video.start()
-	audio.start()
-	defer video.halt()
-	defer audio.halt()
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
+	p := rtctest.NewPeer(t)
+	video, vt := p.SendTrack(webrtc.RTPCodecTypeVideo, "video")
+	audio, at := p.SendTrack(webrtc.RTPCodecTypeAudio, "audio")
+	video.Start()
+	audio.Start()
+	defer video.Halt()
+	defer audio.Halt()
 	sid := publish(t, e, p, map[*webrtc.RTPTransceiver]string{vt: "video", at: "audio"})
 
-	c := ctx(t)
-	pulled, err := e.client.PullTracks(c, sid, []rtapi.TrackObject{
+	c := rtctest.Ctx(t)
+	pulled, err := e.Client.PullTracks(c, sid, []rtapi.TrackObject{
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "video"},
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "audio"},
-	}, p.answerFunc)
+	}, p.AnswerFunc)
 	if err != nil {
 		t.Fatalf("pull: %v", err)
 	}
@@ -70,15 +71,15 @@ func TestEchoFlow(t *testing.T) {
 			t.Fatalf("pulled track %q has no mid", tr.TrackName)
 		}
 	}
-	got := map[string]*sink{}
+	got := map[string]*rtctest.Sink{}
 	for range 2 {
-		s := p.nextTrack()
-		got[s.track.Kind().String()] = s
+		s := p.NextTrack()
+		got[s.Track.Kind().String()] = s
 	}
-	got["video"].expect(t, "video", 50)
-	got["audio"].expect(t, "audio", 50)
+	got["video"].Expect(t, "video", 50)
+	got["audio"].Expect(t, "audio", 50)
 
-	st, err := e.client.Session(c, sid)
+	st, err := e.Client.Session(c, sid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,15 +94,15 @@ func TestEchoFlow(t *testing.T) {
 }
 
 // publisherOf starts a peer publishing one video track per name.
-func publisherOf(t testing.TB, e *env, names ...string) (string, *testPeer, map[string]*source, map[string]string) {
+func publisherOf(t testing.TB, e *rtctest.Env, names ...string) (string, *rtctest.Peer, map[string]*rtctest.Source, map[string]string) {
 	t.Helper()
-	p := newPeer(t)
-	srcs := map[string]*source{}
+	p := rtctest.NewPeer(t)
+	srcs := map[string]*rtctest.Source{}
 	trs := map[*webrtc.RTPTransceiver]string{}
 	for _, n := range names {
-		s, tr := p.sendTrack(webrtc.RTPCodecTypeVideo, n)
-		s.start()
-		t.Cleanup(s.halt)
+		s, tr := p.SendTrack(webrtc.RTPCodecTypeVideo, n)
+		s.Start()
+		t.Cleanup(s.Halt)
 		srcs[n] = s
 		trs[tr] = n
 	}
@@ -114,11 +115,11 @@ func publisherOf(t testing.TB, e *env, names ...string) (string, *testPeer, map[
 }
 
 // subscriber makes a session without an offer and pulls tracks into it.
-func subscriber(t testing.TB, e *env, sid string, names ...string) (string, *testPeer, []rtapi.TrackObject) {
+func subscriber(t testing.TB, e *rtctest.Env, sid string, names ...string) (string, *rtctest.Peer, []rtapi.TrackObject) {
 	t.Helper()
-	c := ctx(t)
-	b := newPeer(t)
-	ns, err := e.client.NewSession(c, nil)
+	c := rtctest.Ctx(t)
+	b := rtctest.NewPeer(t)
+	ns, err := e.Client.NewSession(c, nil)
 	if err != nil {
 		t.Fatalf("sessions/new without body: %v", err)
 	}
@@ -129,7 +130,7 @@ func subscriber(t testing.TB, e *env, sid string, names ...string) (string, *tes
 	for _, n := range names {
 		items = append(items, rtapi.TrackObject{Location: rtapi.LocationRemote, SessionID: sid, TrackName: n})
 	}
-	pulled, err := e.client.PullTracks(c, ns.SessionID, items, b.answerFunc)
+	pulled, err := e.Client.PullTracks(c, ns.SessionID, items, b.AnswerFunc)
 	if err != nil {
 		t.Fatalf("pull: %v", err)
 	}
@@ -140,32 +141,32 @@ func subscriber(t testing.TB, e *env, sid string, names ...string) (string, *tes
 }
 
 func TestTwoSessions(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, a, _, _ := publisherOf(t, e, "cam")
-	before := a.plis.Load()
+	before := a.PLIs.Load()
 	_, b, _ := subscriber(t, e, sid, "cam")
-	b.nextTrack().expect(t, "cam", 50)
-	if a.plis.Load() == before {
+	b.NextTrack().Expect(t, "cam", 50)
+	if a.PLIs.Load() == before {
 		t.Error("a subscriber joined but the publisher got no keyframe request")
 	}
 }
 
 func TestPullWithClientOffer(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, _, _, _ := publisherOf(t, e, "cam")
-	c := ctx(t)
-	b := newPeer(t)
-	tr, err := b.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+	c := rtctest.Ctx(t)
+	b := rtctest.NewPeer(t)
+	tr, err := b.PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
 		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
 	if err != nil {
 		t.Fatal(err)
 	}
-	offer := b.offer()
-	ns, err := e.client.NewSession(c, nil)
+	offer := b.Offer()
+	ns, err := e.Client.NewSession(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{SessionDescription: offer, Tracks: []rtapi.TrackObject{
+	res, err := e.Client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{SessionDescription: offer, Tracks: []rtapi.TrackObject{
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam", Mid: tr.Mid()},
 	}})
 	if err != nil {
@@ -177,49 +178,49 @@ func TestPullWithClientOffer(t *testing.T) {
 	if res.RequiresImmediateRenegotiation || res.SessionDescription.Type != "answer" {
 		t.Fatalf("a pull with an offer must be answered: %+v", res)
 	}
-	b.apply(res.SessionDescription)
-	b.nextTrack().expect(t, "cam", 30)
+	b.Apply(res.SessionDescription)
+	b.NextTrack().Expect(t, "cam", 30)
 }
 
 func TestPLIForwardedAndCoalesced(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, a, _, _ := publisherOf(t, e, "cam")
 	_, b, _ := subscriber(t, e, sid, "cam")
-	s := b.nextTrack()
-	s.expect(t, "cam", 10)
+	s := b.NextTrack()
+	s.Expect(t, "cam", 10)
 	time.Sleep(200 * time.Millisecond) // past the join request's window
-	before := a.plis.Load()
+	before := a.PLIs.Load()
 	for range 20 { // a burst: coalesced into one or two upstream
-		b.sendPLI(s.track.SSRC())
+		b.SendPLI(s.Track.SSRC())
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	for a.plis.Load() == before && time.Now().Before(deadline) {
+	for a.PLIs.Load() == before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	got := a.plis.Load() - before
+	got := a.PLIs.Load() - before
 	if got < 1 || got > 3 {
 		t.Fatalf("20 PLIs from a subscriber reached the publisher as %d PLIs, want 1..3", got)
 	}
 }
 
 func TestCloseNegotiated(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, _, _, _ := publisherOf(t, e, "cam")
 	bid, b, pulled := subscriber(t, e, sid, "cam")
-	s := b.nextTrack()
-	s.expect(t, "cam", 10)
+	s := b.NextTrack()
+	s.Expect(t, "cam", 10)
 	mid := pulled[0].Mid
-	for _, tr := range b.pc.GetTransceivers() {
+	for _, tr := range b.PC.GetTransceivers() {
 		if tr.Mid() == mid {
 			if err := tr.Stop(); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	c := ctx(t)
-	res, err := e.client.CloseTracks(c, bid, rtapi.CloseTracksRequest{
-		Tracks: []rtapi.CloseTrackObject{{Mid: mid}}, SessionDescription: b.offer(),
+	c := rtctest.Ctx(t)
+	res, err := e.Client.CloseTracks(c, bid, rtapi.CloseTracksRequest{
+		Tracks: []rtapi.CloseTrackObject{{Mid: mid}}, SessionDescription: b.Offer(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -230,8 +231,8 @@ func TestCloseNegotiated(t *testing.T) {
 	if res.SessionDescription == nil || res.SessionDescription.Type != "answer" || res.RequiresImmediateRenegotiation {
 		t.Fatalf("negotiated close must answer: %+v", res)
 	}
-	b.apply(res.SessionDescription)
-	st, err := e.client.Session(c, bid)
+	b.Apply(res.SessionDescription)
+	st, err := e.Client.Session(c, bid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +240,7 @@ func TestCloseNegotiated(t *testing.T) {
 		t.Fatalf("closed pull should be listed inactive: %+v", st.Tracks)
 	}
 	// Closing it again is an item error, not a request error.
-	res, err = e.client.CloseTracks(c, bid, rtapi.CloseTracksRequest{Tracks: []rtapi.CloseTrackObject{{Mid: mid}}, Force: true})
+	res, err = e.Client.CloseTracks(c, bid, rtapi.CloseTracksRequest{Tracks: []rtapi.CloseTrackObject{{Mid: mid}}, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,31 +250,31 @@ func TestCloseNegotiated(t *testing.T) {
 }
 
 func TestCloseForcedUnpublishes(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, _, _, mids := publisherOf(t, e, "cam")
 	_, b, _ := subscriber(t, e, sid, "cam")
-	s := b.nextTrack()
-	s.expect(t, "cam", 10)
-	c := ctx(t)
-	res, err := e.client.CloseTracks(c, sid, rtapi.CloseTracksRequest{Tracks: []rtapi.CloseTrackObject{{Mid: mids["cam"]}}, Force: true})
+	s := b.NextTrack()
+	s.Expect(t, "cam", 10)
+	c := rtctest.Ctx(t)
+	res, err := e.Client.CloseTracks(c, sid, rtapi.CloseTracksRequest{Tracks: []rtapi.CloseTrackObject{{Mid: mids["cam"]}}, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.SessionDescription != nil || res.RequiresImmediateRenegotiation || res.Tracks[0].ErrorCode != "" {
 		t.Fatalf("forced close: %+v", res)
 	}
-	if !s.quiet(500 * time.Millisecond) {
+	if !s.Quiet(500 * time.Millisecond) {
 		t.Fatal("the subscriber still receives a force-closed track")
 	}
-	st, err := e.client.Session(c, sid)
+	st, err := e.Client.Session(c, sid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Tracks[0].Status != rtapi.StatusInactive {
 		t.Fatalf("force-closed track should be inactive: %+v", st.Tracks)
 	}
-	ns, _ := e.client.NewSession(c, nil)
-	items, err := e.client.PullTracks(c, ns.SessionID, []rtapi.TrackObject{{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam"}}, newPeer(t).answerFunc)
+	ns, _ := e.Client.NewSession(c, nil)
+	items, err := e.Client.PullTracks(c, ns.SessionID, []rtapi.TrackObject{{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam"}}, rtctest.NewPeer(t).AnswerFunc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,13 +284,13 @@ func TestCloseForcedUnpublishes(t *testing.T) {
 }
 
 func TestUpdateSwitchesTrackContinuously(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, _, _, _ := publisherOf(t, e, "one", "two")
 	bid, b, pulled := subscriber(t, e, sid, "one")
-	s := b.nextTrack()
-	first := s.expect(t, "one", 30)
-	c := ctx(t)
-	res, err := e.client.UpdateTracks(c, bid, rtapi.UpdateTracksRequest{Tracks: []rtapi.TrackObject{
+	s := b.NextTrack()
+	first := s.Expect(t, "one", 30)
+	c := rtctest.Ctx(t)
+	res, err := e.Client.UpdateTracks(c, bid, rtapi.UpdateTracksRequest{Tracks: []rtapi.TrackObject{
 		{Location: rtapi.LocationRemote, Mid: pulled[0].Mid, SessionID: sid, TrackName: "two"},
 	}})
 	if err != nil {
@@ -307,7 +308,7 @@ func TestUpdateSwitchesTrackContinuously(t *testing.T) {
 	twos := 0
 	for twos < 30 {
 		select {
-		case p := <-s.pkts:
+		case p := <-s.Pkts:
 			tag := string(p.Payload[4:7])
 			if twos > 0 && tag != "two" {
 				t.Fatalf("got %q after the switch to two", tag)
@@ -325,7 +326,7 @@ func TestUpdateSwitchesTrackContinuously(t *testing.T) {
 			t.Fatalf("sequence jumps from %d to %d at packet %d: the switch broke continuity", seqs[i-1], seqs[i], i)
 		}
 	}
-	st, _ := e.client.Session(c, bid)
+	st, _ := e.Client.Session(c, bid)
 	active := 0
 	for _, tr := range st.Tracks {
 		if tr.Status == rtapi.StatusActive {

@@ -2,6 +2,7 @@ package sfu_test
 
 import (
 	"encoding/json"
+	"github.com/rtgate/rtgate/gateway/internal/rtctest"
 	"io"
 	"net/http"
 	"strings"
@@ -41,34 +42,34 @@ func raw(t *testing.T, method, url, secret, body string, hdr ...string) (*http.R
 }
 
 func TestRequestErrors(t *testing.T) {
-	e := newEnv(t, fastOptions())
-	ns, err := e.client.NewSession(ctx(t), nil)
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
+	ns, err := e.Client.NewSession(rtctest.Ctx(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess := e.base + "/sessions/" + ns.SessionID
+	sess := e.Base + "/sessions/" + ns.SessionID
 	cases := []struct {
 		name, method, url, secret, body string
 		status                          int
 		code                            string
 	}{
-		{"wrong secret", "POST", e.base + "/sessions/new", "nope", "", 401, rtapi.CodeUnauthorized},
-		{"no secret", "POST", e.base + "/sessions/new", "", "", 401, rtapi.CodeUnauthorized},
-		{"unknown app", "POST", e.srv.URL + "/v1/apps/other/sessions/new", testSecret, "", 404, rtapi.CodeNotFound},
-		{"bad json", "POST", sess + "/tracks/new", testSecret, "{tracks: [", 400, rtapi.CodeDecodingError},
-		{"wrong json type", "POST", sess + "/tracks/new", testSecret, `{"tracks": "x"}`, 400, rtapi.CodeDecodingError},
-		{"garbage sdp", "POST", e.base + "/sessions/new", testSecret,
+		{"wrong secret", "POST", e.Base + "/sessions/new", "nope", "", 401, rtapi.CodeUnauthorized},
+		{"no secret", "POST", e.Base + "/sessions/new", "", "", 401, rtapi.CodeUnauthorized},
+		{"unknown app", "POST", e.Srv.URL + "/v1/apps/other/sessions/new", rtctest.Secret, "", 404, rtapi.CodeNotFound},
+		{"bad json", "POST", sess + "/tracks/new", rtctest.Secret, "{tracks: [", 400, rtapi.CodeDecodingError},
+		{"wrong json type", "POST", sess + "/tracks/new", rtctest.Secret, `{"tracks": "x"}`, 400, rtapi.CodeDecodingError},
+		{"garbage sdp", "POST", e.Base + "/sessions/new", rtctest.Secret,
 			`{"sessionDescription": {"type": "offer", "sdp": "this is not sdp"}}`, 400, rtapi.CodeInvalidSessionDescription},
-		{"answer where an offer is due", "POST", e.base + "/sessions/new", testSecret,
+		{"answer where an offer is due", "POST", e.Base + "/sessions/new", rtctest.Secret,
 			`{"sessionDescription": {"type": "answer", "sdp": "v=0"}}`, 400, rtapi.CodeInvalidSessionDescription},
-		{"too large", "POST", sess + "/tracks/new", testSecret, `{"x": "` + strings.Repeat("a", 2<<20) + `"}`, 413, rtapi.CodePayloadTooLarge},
-		{"unknown session", "GET", e.base + "/sessions/0123456789abcdef0123456789abcdef", testSecret, "", 404, rtapi.CodeSessionError},
-		{"mixed batch", "POST", sess + "/tracks/new", testSecret,
+		{"too large", "POST", sess + "/tracks/new", rtctest.Secret, `{"x": "` + strings.Repeat("a", 2<<20) + `"}`, 413, rtapi.CodePayloadTooLarge},
+		{"unknown session", "GET", e.Base + "/sessions/0123456789abcdef0123456789abcdef", rtctest.Secret, "", 404, rtapi.CodeSessionError},
+		{"mixed batch", "POST", sess + "/tracks/new", rtctest.Secret,
 			`{"tracks": [{"location": "local", "trackName": "a", "kind": "audio"}, {"location": "remote", "sessionId": "x", "trackName": "b"}]}`,
 			400, rtapi.CodeInvalidParams},
-		{"empty close", "PUT", sess + "/tracks/close", testSecret, `{"tracks": [], "force": true}`, 400, rtapi.CodeInvalidParams},
-		{"datachannels", "POST", sess + "/datachannels/new", testSecret, `{"dataChannels": []}`, 501, rtapi.CodeNotSupported},
-		{"renegotiate with nothing to answer", "PUT", sess + "/renegotiate", testSecret,
+		{"empty close", "PUT", sess + "/tracks/close", rtctest.Secret, `{"tracks": [], "force": true}`, 400, rtapi.CodeInvalidParams},
+		{"datachannels", "POST", sess + "/datachannels/new", rtctest.Secret, `{"dataChannels": []}`, 501, rtapi.CodeNotSupported},
+		{"renegotiate with nothing to answer", "PUT", sess + "/renegotiate", rtctest.Secret,
 			`{"sessionDescription": {"type": "answer", "sdp": "v=0"}}`, 400, rtapi.CodeInvalidSessionDescription},
 	}
 	for _, c := range cases {
@@ -80,7 +81,7 @@ func TestRequestErrors(t *testing.T) {
 			if body.ErrorDescription == "" {
 				t.Error("errorDescription is empty")
 			}
-			if strings.Contains(body.ErrorDescription, testSecret) {
+			if strings.Contains(body.ErrorDescription, rtctest.Secret) {
 				t.Error("the error leaks the secret")
 			}
 			if c.status == 401 && !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") {
@@ -94,8 +95,8 @@ func TestRequestErrors(t *testing.T) {
 }
 
 func TestPathsWithoutV1AndCORS(t *testing.T) {
-	e := newEnv(t, fastOptions())
-	res, body := raw(t, "POST", e.srv.URL+"/apps/test/sessions/new", testSecret, "", "Origin", "http://page.example")
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
+	res, body := raw(t, "POST", e.Srv.URL+"/apps/test/sessions/new", rtctest.Secret, "", "Origin", "http://page.example")
 	if res.StatusCode != 201 {
 		t.Fatalf("sessions/new without /v1: %d %+v", res.StatusCode, body)
 	}
@@ -103,7 +104,7 @@ func TestPathsWithoutV1AndCORS(t *testing.T) {
 		t.Errorf("CORS headers on a response: %v", res.Header)
 	}
 	// A browser's preflight carries no Authorization and must still pass.
-	res, _ = raw(t, "OPTIONS", e.base+"/sessions/new", "", "", "Origin", "http://page.example",
+	res, _ = raw(t, "OPTIONS", e.Base+"/sessions/new", "", "", "Origin", "http://page.example",
 		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization,content-type")
 	if res.StatusCode != 204 {
 		t.Fatalf("preflight: %d", res.StatusCode)
@@ -115,16 +116,16 @@ func TestPathsWithoutV1AndCORS(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	o := fastOptions()
+	o := rtctest.FastOptions()
 	o.RateLimit = 5
-	e := newEnv(t, o)
-	ns, err := e.client.NewSession(ctx(t), nil)
+	e := rtctest.NewEnv(t, o)
+	ns, err := e.Client.NewSession(rtctest.Ctx(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	limited := 0
 	for range 30 {
-		res, body := raw(t, "GET", e.base+"/sessions/"+ns.SessionID, testSecret, "")
+		res, body := raw(t, "GET", e.Base+"/sessions/"+ns.SessionID, rtctest.Secret, "")
 		if res.StatusCode == 429 {
 			limited++
 			if body.ErrorCode == "" || res.Header.Get("Retry-After") == "" {
@@ -136,20 +137,20 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("%d of 30 fast calls were limited at 5/s, want most", limited)
 	}
 	// The client backs off and gets through.
-	if _, err := e.client.Session(ctx(t), ns.SessionID); err != nil {
+	if _, err := e.Client.Session(rtctest.Ctx(t), ns.SessionID); err != nil {
 		t.Fatalf("client after rate limit: %v", err)
 	}
 }
 
 func TestNotFoundTrack(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, _, _, _ := publisherOf(t, e, "cam")
-	c := ctx(t)
-	ns, _ := e.client.NewSession(c, nil)
-	items, err := e.client.PullTracks(c, ns.SessionID, []rtapi.TrackObject{
+	c := rtctest.Ctx(t)
+	ns, _ := e.Client.NewSession(c, nil)
+	items, err := e.Client.PullTracks(c, ns.SessionID, []rtapi.TrackObject{
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "never-announced"},
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam"},
-	}, newPeer(t).answerFunc)
+	}, rtctest.NewPeer(t).AnswerFunc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,24 +163,24 @@ func TestNotFoundTrack(t *testing.T) {
 // the first packet (the echo demo pulls right after publishing), and fails
 // with not_found_track_error only when none comes in time.
 func TestPullWaitsForFirstPacket(t *testing.T) {
-	o := fastOptions()
+	o := rtctest.FastOptions()
 	o.FirstPacketWait = 1500 * time.Millisecond
-	e := newEnv(t, o)
-	p := newPeer(t)
-	silent, st := p.sendTrack(webrtc.RTPCodecTypeVideo, "silent")
-	late, lt := p.sendTrack(webrtc.RTPCodecTypeVideo, "late")
+	e := rtctest.NewEnv(t, o)
+	p := rtctest.NewPeer(t)
+	silent, st := p.SendTrack(webrtc.RTPCodecTypeVideo, "silent")
+	late, lt := p.SendTrack(webrtc.RTPCodecTypeVideo, "late")
 	sid := publish(t, e, p, map[*webrtc.RTPTransceiver]string{st: "silent", lt: "late"})
 	_ = silent
-	time.AfterFunc(400*time.Millisecond, late.start)
-	t.Cleanup(func() { time.Sleep(10 * time.Millisecond); late.halt() })
-	c := ctx(t)
-	b := newPeer(t)
-	ns, _ := e.client.NewSession(c, nil)
+	time.AfterFunc(400*time.Millisecond, late.Start)
+	t.Cleanup(func() { time.Sleep(10 * time.Millisecond); late.Halt() })
+	c := rtctest.Ctx(t)
+	b := rtctest.NewPeer(t)
+	ns, _ := e.Client.NewSession(c, nil)
 	start := time.Now()
-	items, err := e.client.PullTracks(c, ns.SessionID, []rtapi.TrackObject{
+	items, err := e.Client.PullTracks(c, ns.SessionID, []rtapi.TrackObject{
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "late"},
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "silent"},
-	}, b.answerFunc)
+	}, b.AnswerFunc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,23 +193,23 @@ func TestPullWaitsForFirstPacket(t *testing.T) {
 	if d := time.Since(start); d < o.FirstPacketWait {
 		t.Fatalf("the pull answered after %v, before the first-packet wait of %v", d, o.FirstPacketWait)
 	}
-	b.nextTrack().expect(t, "late", 20)
+	b.NextTrack().Expect(t, "late", 20)
 }
 
 func TestNotConnected425(t *testing.T) {
-	o := fastOptions()
+	o := rtctest.FastOptions()
 	o.ConnectWait = 300 * time.Millisecond
-	e := newEnv(t, o)
-	p, q := newPeer(t), newPeer(t)
-	p.sendTrack(webrtc.RTPCodecTypeVideo, "v")
-	_, tr := q.sendTrack(webrtc.RTPCodecTypeVideo, "v")
-	c := ctx(t)
-	ns, err := e.client.NewSession(c, p.offer()) // the answer is never applied: no connection
+	e := rtctest.NewEnv(t, o)
+	p, q := rtctest.NewPeer(t), rtctest.NewPeer(t)
+	p.SendTrack(webrtc.RTPCodecTypeVideo, "v")
+	_, tr := q.SendTrack(webrtc.RTPCodecTypeVideo, "v")
+	c := rtctest.Ctx(t)
+	ns, err := e.Client.NewSession(c, p.Offer()) // the answer is never applied: no connection
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = e.client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{SessionDescription: q.offer(),
+	_, err = e.Client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{SessionDescription: q.Offer(),
 		Tracks: []rtapi.TrackObject{{Location: rtapi.LocationLocal, Mid: tr.Mid(), TrackName: "v"}}})
 	if realtime.StatusOf(err) != 425 || !realtime.IsCode(err, rtapi.CodeSessionError) {
 		t.Fatalf("mutation of an unconnected session: %v, want 425 session_error", err)
@@ -219,14 +220,14 @@ func TestNotConnected425(t *testing.T) {
 }
 
 func TestSessionEndsWith410(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, a, _, _ := publisherOf(t, e, "cam")
-	if err := a.pc.Close(); err != nil { // DTLS close_notify ends the SFU side
+	if err := a.PC.Close(); err != nil { // DTLS close_notify ends the SFU side
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		_, err := e.client.Session(ctx(t), sid)
+		_, err := e.Client.Session(rtctest.Ctx(t), sid)
 		if realtime.StatusOf(err) == 410 && realtime.IsCode(err, rtapi.CodeSessionError) {
 			break
 		}
@@ -235,20 +236,20 @@ func TestSessionEndsWith410(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := e.sfu.Sessions(); n != 0 {
+	if n := e.SFU.Sessions(); n != 0 {
 		t.Fatalf("%d sessions left", n)
 	}
 }
 
 func TestIdleTrackCollected(t *testing.T) {
-	o := fastOptions()
+	o := rtctest.FastOptions()
 	o.TrackIdleTimeout = 300 * time.Millisecond
-	e := newEnv(t, o)
+	e := rtctest.NewEnv(t, o)
 	sid, _, srcs, _ := publisherOf(t, e, "cam")
-	srcs["cam"].halt()
+	srcs["cam"].Halt()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		st, err := e.client.Session(ctx(t), sid)
+		st, err := e.Client.Session(rtctest.Ctx(t), sid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -260,22 +261,22 @@ func TestIdleTrackCollected(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if len(e.sfu.Tracks()) != 0 {
-		t.Fatalf("collected track still published: %+v", e.sfu.Tracks())
+	if len(e.SFU.Tracks()) != 0 {
+		t.Fatalf("collected track still published: %+v", e.SFU.Tracks())
 	}
 }
 
 func TestOfferMustBeAnsweredFirst(t *testing.T) {
-	e := newEnv(t, fastOptions())
+	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	sid, _, _, _ := publisherOf(t, e, "cam")
-	c := ctx(t)
-	ns, _ := e.client.NewSession(c, nil)
-	res, err := e.client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{Tracks: []rtapi.TrackObject{
+	c := rtctest.Ctx(t)
+	ns, _ := e.Client.NewSession(c, nil)
+	res, err := e.Client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{Tracks: []rtapi.TrackObject{
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam"}}})
 	if err != nil || !res.RequiresImmediateRenegotiation || res.SessionDescription.Type != "offer" {
 		t.Fatalf("pull without offer: %+v %v", res, err)
 	}
-	_, err = e.client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{Tracks: []rtapi.TrackObject{
+	_, err = e.Client.AddTracks(c, ns.SessionID, rtapi.TracksRequest{Tracks: []rtapi.TrackObject{
 		{Location: rtapi.LocationRemote, SessionID: sid, TrackName: "cam"}}})
 	if realtime.StatusOf(err) != 400 {
 		t.Fatalf("a mutation before the SFU's offer was answered: %v, want 400", err)

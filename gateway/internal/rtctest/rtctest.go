@@ -1,11 +1,14 @@
-package sfu_test
+// Package rtctest is test support shared by rtgate's WebRTC tests: an
+// embedded SFU on loopback with a Realtime client, and real pion peers that
+// publish numbered packets and check what they receive. Every peer has its
+// own loopback UDP port and ICE is pinned to 127.0.0.1.
+package rtctest
 
 import (
 	"context"
 	"encoding/binary"
 	"net"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,20 +23,23 @@ import (
 	"github.com/rtgate/rtgate/gateway/sfu"
 )
 
-const testSecret = "s3cret-for-tests"
+const Secret = "s3cret-for-tests"
 
-// loopbackOnly keeps every ICE check of the tests on 127.0.0.1.
-func loopbackOnly(ip net.IP) bool { return ip.IsLoopback() }
+// LoopbackOnly keeps every ICE check of the tests on 127.0.0.1.
+func LoopbackOnly(ip net.IP) bool { return ip.IsLoopback() }
 
-type env struct {
-	t      testing.TB
-	sfu    *sfu.SFU
-	srv    *httptest.Server
-	client *realtime.Client
-	base   string // http://127.0.0.1:port/v1/apps/test
+// Env is an embedded SFU served over loopback HTTP with a Realtime client
+// pointed at it.
+type Env struct {
+	T      testing.TB
+	SFU    *sfu.SFU
+	Srv    *httptest.Server
+	Client *realtime.Client
+	Base   string // http://127.0.0.1:port/v1/apps/test
 }
 
-func fastOptions() sfu.Options {
+// FastOptions are SFU options with the waits shortened for tests.
+func FastOptions() sfu.Options {
 	return sfu.Options{
 		TrackIdleTimeout:   30 * time.Second,
 		FirstPacketWait:    time.Second,
@@ -43,17 +49,19 @@ func fastOptions() sfu.Options {
 	}
 }
 
-func newEnv(t testing.TB, o sfu.Options) *env {
+// NewEnv starts an SFU (app "test", secret Secret) whose UDP port and ICE
+// stay on loopback; it is closed when the test ends.
+func NewEnv(t testing.TB, o sfu.Options) *Env {
 	t.Helper()
-	o.AppID, o.AppSecret = "test", testSecret
+	o.AppID, o.AppSecret = "test", Secret
 	o.Peer.ListenIP = "127.0.0.1"
-	o.Peer.RemoteIPFilter = loopbackOnly
+	o.Peer.RemoteIPFilter = LoopbackOnly
 	f, err := sfu.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(f.Handler())
-	c, err := realtime.New(realtime.Options{BaseURL: srv.URL + "/v1", AppID: "test", AppSecret: testSecret,
+	c, err := realtime.New(realtime.Options{BaseURL: srv.URL + "/v1", AppID: "test", AppSecret: Secret,
 		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -64,30 +72,29 @@ func newEnv(t testing.TB, o sfu.Options) *env {
 			t.Errorf("sfu close: %v", err)
 		}
 	})
-	return &env{t: t, sfu: f, srv: srv, client: c, base: srv.URL + "/v1/apps/test"}
+	return &Env{T: t, SFU: f, Srv: srv, Client: c, Base: srv.URL + "/v1/apps/test"}
 }
 
-func ctx(t testing.TB) context.Context {
+// Ctx is a context that ends with the test, or after 20 s.
+func Ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return c
 }
 
-// testPeer is a real pion PeerConnection on its own loopback UDP port, the
-// way an app talking to the Realtime API has one.
-type testPeer struct {
-	t  testing.TB
-	pc *webrtc.PeerConnection
-
-	mu       sync.Mutex
-	received map[string]chan *rtp.Packet // by track id of the remote track
-	tracks   chan *webrtc.TrackRemote
-	plis     atomic.Int64 // PLI/FIR received on our senders
+// Peer is a real pion PeerConnection on its own loopback UDP port, the way
+// an app talking to the Realtime API has one.
+type Peer struct {
+	t      testing.TB
+	PC     *webrtc.PeerConnection
+	tracks chan *webrtc.TrackRemote
+	PLIs   atomic.Int64 // PLI/FIR received on our senders
 }
 
-func newPeer(t testing.TB) *testPeer {
+// NewPeer makes a PeerConnection with its own loopback UDP port.
+func NewPeer(t testing.TB) *Peer {
 	t.Helper()
-	api, err := peer.New(peer.Options{ListenIP: "127.0.0.1", RemoteIPFilter: loopbackOnly})
+	api, err := peer.New(peer.Options{ListenIP: "127.0.0.1", RemoteIPFilter: LoopbackOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +102,7 @@ func newPeer(t testing.TB) *testPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &testPeer{t: t, pc: pc, tracks: make(chan *webrtc.TrackRemote, 16)}
+	p := &Peer{t: t, PC: pc, tracks: make(chan *webrtc.TrackRemote, 16)}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { p.tracks <- tr })
 	t.Cleanup(func() {
 		_ = pc.Close()
@@ -105,7 +112,7 @@ func newPeer(t testing.TB) *testPeer {
 }
 
 // sendTrack adds a sendonly track and returns a source that writes to it.
-func (p *testPeer) sendTrack(kind webrtc.RTPCodecType, id string) (*source, *webrtc.RTPTransceiver) {
+func (p *Peer) SendTrack(kind webrtc.RTPCodecType, id string) (*Source, *webrtc.RTPTransceiver) {
 	p.t.Helper()
 	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
 	if kind == webrtc.RTPCodecTypeAudio {
@@ -115,7 +122,7 @@ func (p *testPeer) sendTrack(kind webrtc.RTPCodecType, id string) (*source, *web
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	tr, err := p.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	tr, err := p.PC.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -128,77 +135,77 @@ func (p *testPeer) sendTrack(kind webrtc.RTPCodecType, id string) (*source, *web
 			for _, pkt := range pkts {
 				switch pkt.(type) {
 				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					p.plis.Add(1)
+					p.PLIs.Add(1)
 				}
 			}
 		}
 	}()
-	return &source{track: track, tag: id, kind: kind}, tr
+	return &Source{track: track, tag: id, kind: kind}, tr
 }
 
-func (p *testPeer) offer() *rtapi.SessionDescription {
+func (p *Peer) Offer() *rtapi.SessionDescription {
 	p.t.Helper()
-	o, err := p.pc.CreateOffer(nil)
+	o, err := p.PC.CreateOffer(nil)
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	return p.setLocal(o)
 }
 
-func (p *testPeer) answer() *rtapi.SessionDescription {
+func (p *Peer) Answer() *rtapi.SessionDescription {
 	p.t.Helper()
-	a, err := p.pc.CreateAnswer(nil)
+	a, err := p.PC.CreateAnswer(nil)
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	return p.setLocal(a)
 }
 
-func (p *testPeer) setLocal(d webrtc.SessionDescription) *rtapi.SessionDescription {
+func (p *Peer) setLocal(d webrtc.SessionDescription) *rtapi.SessionDescription {
 	p.t.Helper()
-	done := webrtc.GatheringCompletePromise(p.pc)
-	if err := p.pc.SetLocalDescription(d); err != nil {
+	done := webrtc.GatheringCompletePromise(p.PC)
+	if err := p.PC.SetLocalDescription(d); err != nil {
 		p.t.Fatal(err)
 	}
 	<-done
-	ld := p.pc.LocalDescription()
+	ld := p.PC.LocalDescription()
 	return &rtapi.SessionDescription{Type: ld.Type.String(), SDP: ld.SDP}
 }
 
-func (p *testPeer) apply(sd *rtapi.SessionDescription) {
+func (p *Peer) Apply(sd *rtapi.SessionDescription) {
 	p.t.Helper()
 	if sd == nil {
 		p.t.Fatal("no session description to apply")
 	}
 	typ := webrtc.NewSDPType(sd.Type)
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: sd.SDP}); err != nil {
+	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: sd.SDP}); err != nil {
 		p.t.Fatalf("apply %s: %v", sd.Type, err)
 	}
 }
 
 // answerFunc answers an SFU offer; it is what realtime.PullTracks calls.
-func (p *testPeer) answerFunc(_ context.Context, offer rtapi.SessionDescription) (rtapi.SessionDescription, error) {
-	p.apply(&offer)
-	return *p.answer(), nil
+func (p *Peer) AnswerFunc(_ context.Context, offer rtapi.SessionDescription) (rtapi.SessionDescription, error) {
+	p.Apply(&offer)
+	return *p.Answer(), nil
 }
 
-func (p *testPeer) waitConnected() {
+func (p *Peer) WaitConnected() {
 	p.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for p.pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+	for p.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
 		if time.Now().After(deadline) {
-			p.t.Fatalf("peer connection state %s after 10 s", p.pc.ConnectionState())
+			p.t.Fatalf("peer connection state %s after 10 s", p.PC.ConnectionState())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // nextTrack waits for the next remote track and starts collecting its packets.
-func (p *testPeer) nextTrack() *sink {
+func (p *Peer) NextTrack() *Sink {
 	p.t.Helper()
 	select {
 	case tr := <-p.tracks:
-		s := &sink{track: tr, pkts: make(chan *rtp.Packet, 4096)}
+		s := &Sink{Track: tr, Pkts: make(chan *rtp.Packet, 4096)}
 		go s.run()
 		return s
 	case <-time.After(10 * time.Second):
@@ -207,13 +214,13 @@ func (p *testPeer) nextTrack() *sink {
 	}
 }
 
-func (p *testPeer) sendPLI(ssrc webrtc.SSRC) {
-	_ = p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}})
+func (p *Peer) SendPLI(ssrc webrtc.SSRC) {
+	_ = p.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}})
 }
 
-// source writes numbered packets: the payload carries its tag and index so a
+// Source writes numbered packets: the payload carries its tag and index so a
 // receiver can check every byte arrived intact and where it came from.
-type source struct {
+type Source struct {
 	track *webrtc.TrackLocalStaticRTP
 	tag   string
 	kind  webrtc.RTPCodecType
@@ -223,7 +230,8 @@ type source struct {
 	done  chan struct{}
 }
 
-func payloadFor(tag string, i uint32) []byte {
+// PayloadFor is the payload of packet i of the source tagged tag.
+func PayloadFor(tag string, i uint32) []byte {
 	b := make([]byte, 4, 200)
 	binary.BigEndian.PutUint32(b, i)
 	b = append(b, tag...)
@@ -233,19 +241,19 @@ func payloadFor(tag string, i uint32) []byte {
 	return b
 }
 
-func (s *source) writeOne() {
+func (s *Source) WriteOne() {
 	step := uint32(3000)
 	if s.kind == webrtc.RTPCodecTypeAudio {
 		step = 960
 	}
 	_ = s.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: s.seq,
-		Timestamp: s.n * step, SSRC: 1}, Payload: payloadFor(s.tag, s.n)})
+		Timestamp: s.n * step, SSRC: 1}, Payload: PayloadFor(s.tag, s.n)})
 	s.seq++
 	s.n++
 }
 
 // start sends a packet every 10 ms until stopped.
-func (s *source) start() {
+func (s *Source) Start() {
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(s.done)
@@ -256,13 +264,13 @@ func (s *source) start() {
 			case <-s.stop:
 				return
 			case <-t.C:
-				s.writeOne()
+				s.WriteOne()
 			}
 		}
 	}()
 }
 
-func (s *source) halt() {
+func (s *Source) Halt() {
 	if s.stop != nil {
 		close(s.stop)
 		<-s.done
@@ -270,20 +278,21 @@ func (s *source) halt() {
 	}
 }
 
-type sink struct {
-	track *webrtc.TrackRemote
-	pkts  chan *rtp.Packet
+// Sink collects the packets of a remote track.
+type Sink struct {
+	Track *webrtc.TrackRemote
+	Pkts  chan *rtp.Packet
 }
 
-func (s *sink) run() {
-	defer close(s.pkts)
+func (s *Sink) run() {
+	defer close(s.Pkts)
 	for {
-		pkt, _, err := s.track.ReadRTP()
+		pkt, _, err := s.Track.ReadRTP()
 		if err != nil {
 			return
 		}
 		select {
-		case s.pkts <- pkt:
+		case s.Pkts <- pkt:
 		default:
 		}
 	}
@@ -291,18 +300,18 @@ func (s *sink) run() {
 
 // expect reads n packets and checks each payload is one the source with tag
 // sent, byte for byte.
-func (s *sink) expect(t testing.TB, tag string, n int) []*rtp.Packet {
+func (s *Sink) Expect(t testing.TB, tag string, n int) []*rtp.Packet {
 	t.Helper()
 	var got []*rtp.Packet
 	timeout := time.After(10 * time.Second)
 	for len(got) < n {
 		select {
-		case pkt, ok := <-s.pkts:
+		case pkt, ok := <-s.Pkts:
 			if !ok {
 				t.Fatalf("track ended after %d of %d packets", len(got), n)
 			}
 			i := binary.BigEndian.Uint32(pkt.Payload)
-			want := payloadFor(tag, i)
+			want := PayloadFor(tag, i)
 			if string(pkt.Payload) != string(want) {
 				t.Fatalf("packet %d: payload is not what source %q sent (first bytes %q)", len(got), tag, pkt.Payload[:min(12, len(pkt.Payload))])
 			}
@@ -315,19 +324,19 @@ func (s *sink) expect(t testing.TB, tag string, n int) []*rtp.Packet {
 }
 
 // quiet reports whether no packet arrives for d.
-func (s *sink) quiet(d time.Duration) bool {
+func (s *Sink) Quiet(d time.Duration) bool {
 	// Drain what is in flight first.
 	drain := time.After(300 * time.Millisecond)
 	for {
 		select {
-		case <-s.pkts:
+		case <-s.Pkts:
 			continue
 		case <-drain:
 		}
 		break
 	}
 	select {
-	case _, ok := <-s.pkts:
+	case _, ok := <-s.Pkts:
 		return !ok
 	case <-time.After(d):
 		return true
