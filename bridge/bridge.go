@@ -57,8 +57,9 @@ type Source interface {
 	// an SDP file or a file header) and does not change.
 	Tracks() []Track
 	// Run produces packets until ctx is done (it then returns nil), a
-	// non-looping file ends (io.EOF), or a fatal error. It may be called
-	// again after it returned, to restart the source.
+	// non-looping file ends (io.EOF), or a fatal error. It does not return
+	// before its last call of fn has returned. It may be called again after
+	// it returned, to restart the source.
 	Run(ctx context.Context, fn PacketFunc) error
 	// RequestKeyframe asks the source to make a keyframe on a video track
 	// soon. It returns false when the source cannot (a file); the caller

@@ -1,0 +1,75 @@
+package publish
+
+import (
+	"context"
+	"time"
+)
+
+// Status is a stream's state for the API (GET /api/streams).
+type Status struct {
+	Name      string        `json:"name"`
+	State     string        `json:"state"`
+	Since     time.Time     `json:"since"`
+	LastError string        `json:"lastError,omitempty"`
+	SessionID string        `json:"sessionId,omitempty"`
+	Retries   int           `json:"retries"`
+	Tracks    []TrackStatus `json:"tracks"`
+}
+
+// TrackStatus is one published track's counters.
+type TrackStatus struct {
+	Name               string `json:"name"`
+	Kind               string `json:"kind"`
+	Codec              string `json:"codec"`
+	Packets            uint64 `json:"packets"`
+	Bytes              uint64 `json:"bytes"`
+	Bitrate            uint64 `json:"bitrate"` // bits/s over the last second
+	WriteErrors        uint64 `json:"writeErrors"`
+	KeyframeRequests   uint64 `json:"keyframeRequests"`
+	KeyframesRefused   uint64 `json:"keyframesRefused"` // the source cannot make one (files)
+	KeyframesCoalesced uint64 `json:"keyframesCoalesced"`
+}
+
+// Status returns the stream's current state and counters.
+func (s *Stream) Status() Status {
+	s.mu.Lock()
+	st := Status{Name: s.opts.Name, State: s.state, Since: s.since, LastError: s.lastErr,
+		SessionID: s.sessionID, Retries: s.retries}
+	s.mu.Unlock()
+	for _, t := range s.tracks {
+		st.Tracks = append(st.Tracks, TrackStatus{
+			Name: t.name, Kind: t.kind, Codec: t.codec.MimeType,
+			Packets: t.packets.Load(), Bytes: t.bytes.Load(), Bitrate: t.bitrate.Load(),
+			WriteErrors: t.writeErrors.Load(), KeyframeRequests: t.kfRequested.Load(),
+			KeyframesRefused: t.kfRefused.Load(), KeyframesCoalesced: t.kfCoalesced.Load(),
+		})
+	}
+	return st
+}
+
+// rateMeter turns a byte counter into a bitrate once a second.
+type rateMeter struct {
+	lastBytes uint64
+	lastAt    time.Time
+}
+
+func (s *Stream) meter(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			for _, t := range s.tracks {
+				b := t.bytes.Load()
+				if !t.rate.lastAt.IsZero() {
+					if d := now.Sub(t.rate.lastAt).Seconds(); d > 0 {
+						t.bitrate.Store(uint64(float64(b-t.rate.lastBytes) * 8 / d))
+					}
+				}
+				t.rate.lastBytes, t.rate.lastAt = b, now
+			}
+		}
+	}
+}
