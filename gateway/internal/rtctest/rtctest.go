@@ -53,19 +53,9 @@ func FastOptions() sfu.Options {
 // stay on loopback; it is closed when the test ends.
 func NewEnv(t testing.TB, o sfu.Options) *Env {
 	t.Helper()
-	o.AppID, o.AppSecret = "test", Secret
-	o.Peer.ListenIP = "127.0.0.1"
-	o.Peer.RemoteIPFilter = LoopbackOnly
-	f, err := sfu.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := NewSFU(t, o)
 	srv := httptest.NewServer(f.Handler())
-	c, err := realtime.New(realtime.Options{BaseURL: srv.URL + "/v1", AppID: "test", AppSecret: Secret,
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := Client(t, srv.URL)
 	t.Cleanup(func() {
 		srv.Close()
 		if err := f.Close(); err != nil {
@@ -73,6 +63,42 @@ func NewEnv(t testing.TB, o sfu.Options) *Env {
 		}
 	})
 	return &Env{T: t, SFU: f, Srv: srv, Client: c, Base: srv.URL + "/v1/apps/test"}
+}
+
+// NewSFU makes an SFU (app "test", secret Secret) on loopback; the caller
+// serves its Handler and closes it.
+func NewSFU(t testing.TB, o sfu.Options) *sfu.SFU {
+	t.Helper()
+	o.AppID, o.AppSecret = "test", Secret
+	o.Peer.ListenIP = "127.0.0.1"
+	o.Peer.RemoteIPFilter = LoopbackOnly
+	f, err := sfu.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// PeerAPI is a pion API on its own loopback UDP port, closed with the test.
+func PeerAPI(t testing.TB) *peer.API {
+	t.Helper()
+	api, err := peer.New(peer.Options{ListenIP: "127.0.0.1", RemoteIPFilter: LoopbackOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Close() })
+	return api
+}
+
+// Client is a Realtime client for an SFU served at base (http://host:port).
+func Client(t testing.TB, base string) *realtime.Client {
+	t.Helper()
+	c, err := realtime.New(realtime.Options{BaseURL: base + "/v1", AppID: "test", AppSecret: Secret,
+		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // Ctx is a context that ends with the test, or after 20 s.
