@@ -30,6 +30,7 @@ type Config struct {
 	WebRTC   WebRTC   `mapstructure:"webrtc"`
 	SFU      SFU      `mapstructure:"sfu"`
 	Log      Log      `mapstructure:"log"`
+	Streams  []Stream `mapstructure:"streams"`
 
 	// sources maps each key path to where its value came from; set by Load.
 	sources map[string]string
@@ -121,6 +122,29 @@ type SFU struct {
 }
 
 // Log configures logging (log/slog to stderr).
+// Stream is one stream the daemon publishes: its sources' tracks become
+// published tracks named <name>-video and <name>-audio unless named here.
+type Stream struct {
+	// Name identifies the stream (letters, digits, '.', '_', '-'; at most 64).
+	Name string `mapstructure:"name"`
+	// Source is one source URL; Sources lists several (a video file and an
+	// audio file, say). Schemes: rtp://, sdp://, file://.
+	Source  string   `mapstructure:"source"`
+	Sources []string `mapstructure:"sources"`
+	// VideoTrack and AudioTrack name the published tracks.
+	VideoTrack string `mapstructure:"video_track"`
+	AudioTrack string `mapstructure:"audio_track"`
+}
+
+// SourceURLs returns the stream's source URLs: Source, then Sources.
+func (s Stream) SourceURLs() []string {
+	var out []string
+	if s.Source != "" {
+		out = append(out, s.Source)
+	}
+	return append(out, s.Sources...)
+}
+
 type Log struct {
 	// Level is debug, info, warn or error.
 	Level string `mapstructure:"level"`
@@ -153,7 +177,8 @@ func Default() *Config {
 			SessionReuseWindow: 30 * time.Second,
 			RateLimit:          50,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:     Log{Level: "info", Format: "text"},
+		Streams: []Stream{},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,18 @@ sfu:
 log:
   level: debug
   format: json
+streams:
+  - name: cam1
+    source: rtp://0.0.0.0:5004?codec=vp8&pt=96
+    video_track: front-door
+  - name: demo
+    sources: ["file:///srv/demo.ivf?loop=true", "file:///srv/demo.ogg?loop=true"]
 `
+
+var fullStreams = []Stream{
+	{Name: "cam1", Source: "rtp://0.0.0.0:5004?codec=vp8&pt=96", VideoTrack: "front-door"},
+	{Name: "demo", Sources: []string{"file:///srv/demo.ivf?loop=true", "file:///srv/demo.ogg?loop=true"}},
+}
 
 func fullConfig() Config {
 	return Config{
@@ -142,7 +154,8 @@ func fullConfig() Config {
 			SessionReuseWindow: 10 * time.Second,
 			RateLimit:          12.5,
 		},
-		Log: Log{Level: "debug", Format: "json"},
+		Log:     Log{Level: "debug", Format: "json"},
+		Streams: fullStreams,
 	}
 }
 
@@ -223,6 +236,8 @@ func TestEnv(t *testing.T) {
 		"RTGATE_SFU_RATE_LIMIT":             "12.5",
 		"RTGATE_LOG_LEVEL":                  "debug",
 		"RTGATE_LOG_FORMAT":                 "json",
+		"RTGATE_STREAMS": `[{"name":"cam1","source":"rtp://0.0.0.0:5004?codec=vp8&pt=96","video_track":"front-door"},
+			{"name":"demo","sources":["file:///srv/demo.ivf?loop=true","file:///srv/demo.ogg?loop=true"]}]`,
 	}
 	// Every key but realtime.app_secret_file, which conflicts with
 	// app_secret (TestResolveSecret sets it through the environment).
@@ -780,5 +795,44 @@ func TestCheck(t *testing.T) {
 	}
 	if cfg.Realtime.AppID != "12345" {
 		t.Errorf("app_id: 12345 (a YAML integer) = %q, want \"12345\"", cfg.Realtime.AppID)
+	}
+}
+
+func TestValidateStreams(t *testing.T) {
+	clearEnv(t)
+	path := writeFile(t, "s.yaml", `streams:
+  - name: cam1
+    source: rtp://0.0.0.0:5004?codec=vp8
+  - name: cam1
+    source: ftp://x/y
+  - name: "bad name"
+    sources: ["rtp://0.0.0.0:5006?codec=opus", "%zz"]
+  - source: file:///a.ivf
+  - name: other
+    video_track: cam1-video
+    source: rtp://0.0.0.0:5008?codec=vp8
+  - name: empty
+`)
+	_, err := Check(path, nil)
+	if err == nil {
+		t.Fatal("Check accepted bad streams")
+	}
+	want := []string{
+		`streams[1].name: "cam1": is used by another stream`,
+		`streams[1].source: "ftp://x/y": scheme "ftp": want rtp://, sdp:// or file://`,
+		`streams[2].name: "bad name": must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+		`streams[2].sources[1]: "%zz": not a URL: invalid URL escape "%zz"`,
+		`streams[3].name: "": is required`,
+		`streams[4].video_track: "cam1-video": is also a track name of streams[0]`,
+		`streams[5].source: "": is required (or sources: a list)`,
+	}
+	got := strings.Split(err.Error(), "\n")
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("missing error %q in:\n%s", w, err)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d errors, want %d:\n%s", len(got), len(want), err)
 	}
 }

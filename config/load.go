@@ -417,6 +417,7 @@ var (
 	durationType   = reflect.TypeFor[time.Duration]()
 	stringsType    = reflect.TypeFor[[]string]()
 	iceServersType = reflect.TypeFor[[]ICEServer]()
+	streamsType    = reflect.TypeFor[[]Stream]()
 )
 
 // decodeHook turns the text of environment variables and flags, and YAML
@@ -441,6 +442,12 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		return splitList(s), nil
 	case to == iceServersType && isString:
 		return parseICEServers(s)
+	case to == streamsType && isString:
+		var list []map[string]any
+		if err := json.Unmarshal([]byte(s), &list); err != nil {
+			return nil, &valueError{s, fmt.Sprintf("must be a JSON list of streams: %v", err)}
+		}
+		return list, nil
 	case to.Kind() == reflect.String && (isNumber(from) || from.Kind() == reflect.Bool):
 		return fmt.Sprint(data), nil
 	case isString && isInt(to):

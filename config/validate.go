@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -122,10 +123,70 @@ func (c *Config) Validate() error {
 		v.add("log.format", c.Log.Format, "must be text or json")
 	}
 
+	c.validateStreams(v)
+
 	if len(v.errs) == 0 {
 		return nil
 	}
 	return v.errs
+}
+
+// streamName is what a stream may be called: it appears in URL paths
+// (/whip/{name}) and track names.
+var streamName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (c *Config) validateStreams(v *validator) {
+	names := map[string]bool{}
+	tracks := map[string]string{}
+	for i, s := range c.Streams {
+		key := fmt.Sprintf("streams[%d]", i)
+		switch {
+		case s.Name == "":
+			v.add(key+".name", s.Name, "is required")
+		case !streamName.MatchString(s.Name):
+			v.add(key+".name", s.Name, "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+		case names[s.Name]:
+			v.add(key+".name", s.Name, "is used by another stream")
+		}
+		dup := names[s.Name]
+		names[s.Name] = true
+		urls := s.SourceURLs()
+		if len(urls) == 0 {
+			v.add(key+".source", "", "is required (or sources: a list)")
+		}
+		for j, u := range urls {
+			k := key + ".source"
+			if s.Source == "" || j > 0 {
+				k = fmt.Sprintf("%s.sources[%d]", key, j-btoi(s.Source != ""))
+			}
+			if err := CheckSource(u); err != nil {
+				v.add(k, u, "%v", err)
+			}
+		}
+		if dup {
+			continue // its track names clash too; one error says it
+		}
+		for _, t := range [][2]string{{"video", s.VideoTrack}, {"audio", s.AudioTrack}} {
+			kind, name := t[0], t[1]
+			if name == "" {
+				name = s.Name + "-" + kind
+			} else if !streamName.MatchString(name) {
+				v.add(key+"."+kind+"_track", name, "must be 1 to 64 letters, digits, '.', '_' or '-'")
+			}
+			if other, ok := tracks[name]; ok {
+				v.add(key+"."+kind+"_track", name, "is also a track name of %s", other)
+				continue
+			}
+			tracks[name] = key
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (c *Config) validateRealtime(v *validator) {
