@@ -1,0 +1,191 @@
+package rtpudp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rtgate/rtgate/bridge"
+)
+
+// errRunning is returned by a Run called while another runs.
+var errRunning = errors.New("already running")
+
+// aLongTimeAgo is a read deadline that unblocks pending reads at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Run reads every socket, one goroutine each, and calls fn for every valid
+// packet of a track, until ctx is done (it then returns nil) or a socket
+// fails (e.g. the Source was closed). It may be called again after it
+// returned; the sockets stay open until Close. fn is called from one
+// goroutine per port, so from one goroutine per track at most.
+func (s *Source) Run(ctx context.Context, fn bridge.PacketFunc) error {
+	if fn == nil {
+		return fmt.Errorf("%s: run: nil PacketFunc", s.name)
+	}
+	if !s.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("%s: run: %w", s.name, errRunning)
+	}
+	defer s.running.Store(false)
+	if s.closed.Load() {
+		return fmt.Errorf("%s: run: %w", s.name, net.ErrClosed)
+	}
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for _, p := range s.ports {
+		wg.Go(func() {
+			if err := s.read(runCtx, p, fn); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	<-runCtx.Done()
+	// Unblock the readers without closing the sockets, wait for them, and
+	// leave the sockets ready for the next Run.
+	for _, p := range s.ports {
+		_ = p.conn.SetReadDeadline(aLongTimeAgo)
+	}
+	wg.Wait()
+	for _, p := range s.ports {
+		_ = p.conn.SetReadDeadline(time.Time{})
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", s.name, context.Cause(runCtx))
+}
+
+// read is the loop of the goroutine owning p's reader state.
+func (s *Source) read(ctx context.Context, p *port, fn bridge.PacketFunc) error {
+	for {
+		if p.batch != nil {
+			n, err := p.batch.ReadBatch(p.msgs, 0)
+			if err != nil {
+				if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+					p.batch = nil // no recvmmsg here: single reads from now on
+					continue
+				}
+				if stop, err := readError(ctx, p, err); stop {
+					return err
+				}
+				continue
+			}
+			for i := range n {
+				m := &p.msgs[i]
+				var from netip.AddrPort
+				if ua, ok := m.Addr.(*net.UDPAddr); ok {
+					from = ua.AddrPort()
+				}
+				s.handle(p, p.bufs[i][:m.N], m.Flags, from, fn)
+			}
+			continue
+		}
+		n, _, flags, from, err := p.conn.ReadMsgUDPAddrPort(p.bufs[0], nil)
+		if err != nil {
+			if stop, err := readError(ctx, p, err); stop {
+				return err
+			}
+			continue
+		}
+		s.handle(p, p.bufs[0][:n], flags, from, fn)
+	}
+}
+
+// readError decides whether a read error ends the reader, and with which
+// error (nil when ctx is done).
+func readError(ctx context.Context, p *port, err error) (stop bool, _ error) {
+	if ctx.Err() != nil {
+		return true, nil
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		// An ICMP port unreachable for something we sent (a PLI to a
+		// sender without an RTCP listener): not a receive problem.
+		return false, nil
+	}
+	return true, fmt.Errorf("read %s: %w", p.local, err)
+}
+
+// isRTCP tells RTCP from RTP on a port carrying both (RFC 5761 section 4:
+// RTCP packet types 192..223 sit where RTP has marker and payload type).
+func isRTCP(b []byte) bool {
+	return len(b) >= 2 && b[1] >= 192 && b[1] <= 223
+}
+
+// handle processes one datagram. It does not allocate for RTP.
+func (s *Source) handle(p *port, b []byte, flags int, from netip.AddrPort, fn bridge.PacketFunc) {
+	if flags&msgTrunc != 0 {
+		s.bad(p, ReasonTruncated)
+		return
+	}
+	if p.rtpTracks == 0 || (len(p.rtcpTracks) > 0 && isRTCP(b)) {
+		s.handleRTCP(p, b, from)
+		return
+	}
+	pkt := &p.pkt
+	if r := Validate(b, pkt); r != Valid {
+		s.bad(p, r)
+		return
+	}
+	idx := int(p.byPT[pkt.PayloadType]) - 1
+	if idx < 0 {
+		p.ctr.unknownPT.Add(1)
+		return
+	}
+	t := &s.tracks[idx]
+	if !t.seen || pkt.SSRC != t.lastSSRC || from != t.lastFrom {
+		t.senderChanged(pkt.SSRC, from)
+	}
+	t.ctr.packets.Add(1)
+	t.ctr.bytes.Add(uint64(len(b)))
+	fn(idx, pkt)
+}
+
+func (s *Source) bad(p *port, r Reason) {
+	p.ctr.bad[r].Add(1)
+	s.lastBad.Store(uint32(r))
+}
+
+// senderChanged records a new RTP sender (first packet, new SSRC, or new
+// source address). Called by the reader of the track's RTP port.
+func (t *track) senderChanged(ssrc uint32, from netip.AddrPort) {
+	if t.seen {
+		if ssrc != t.lastSSRC {
+			t.ctr.ssrcChanges.Add(1)
+		}
+		if from != t.lastFrom {
+			t.ctr.senderAddrChanges.Add(1)
+		}
+	}
+	t.seen, t.lastSSRC, t.lastFrom = true, ssrc, from
+	t.ctr.ssrc.Store(1<<32 | uint64(ssrc))
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sd := &t.sender
+	switch {
+	case sd.haveSSRC && sd.ssrc == ssrc && !sd.rtpFrom.IsValid():
+		// First RTP of a sender already known from its RTCP: keep that.
+	case sd.haveSSRC && sd.ssrc == ssrc && sd.rtpFrom == from:
+	default:
+		// Another sender, or the same SSRC from elsewhere (an encoder
+		// restarted with a fixed SSRC): its RTCP address and last sender
+		// report are no longer the current sender's.
+		sd.rtcpFrom = netip.AddrPort{}
+		sd.sr = srInfo{}
+	}
+	sd.ssrc, sd.haveSSRC, sd.rtpFrom = ssrc, true, from
+	if !sd.sr.ok {
+		// Its sender report may have been read before its first packet.
+		if sr, ok := t.rtcpPort.takePending(ssrc); ok {
+			sd.sr, sd.rtcpFrom = sr, sr.from
+			t.ctr.senderReports.Add(1)
+		}
+	}
+}
