@@ -31,6 +31,7 @@ type slogLogger struct{ l *slog.Logger }
 const (
 	levelTrace     = slog.LevelDebug - 4
 	levelPionDebug = slog.LevelDebug - 2
+	levelPionWarn  = slog.LevelInfo - 2
 )
 
 func (s slogLogger) log(level slog.Level, msg string) {
@@ -53,7 +54,7 @@ func (s slogLogger) Debug(msg string)          { s.log(levelPionDebug, msg) }
 func (s slogLogger) Debugf(f string, a ...any) { s.logf(levelPionDebug, f, a...) }
 func (s slogLogger) Info(msg string)           { s.log(slog.LevelDebug, msg) }
 func (s slogLogger) Infof(f string, a ...any)  { s.logf(slog.LevelDebug, f, a...) }
-func (s slogLogger) Warn(msg string)           { s.log(slog.LevelWarn, msg) }
-func (s slogLogger) Warnf(f string, a ...any)  { s.logf(slog.LevelWarn, f, a...) }
-func (s slogLogger) Error(msg string)          { s.log(slog.LevelError, msg) }
-func (s slogLogger) Errorf(f string, a ...any) { s.logf(slog.LevelError, f, a...) }
+func (s slogLogger) Warn(msg string)           { s.log(levelPionWarn, msg) }
+func (s slogLogger) Warnf(f string, a ...any)  { s.logf(levelPionWarn, f, a...) }
+func (s slogLogger) Error(msg string)          { s.log(slog.LevelWarn, msg) }
+func (s slogLogger) Errorf(f string, a ...any) { s.logf(slog.LevelWarn, f, a...) }
