@@ -1,19 +1,37 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
+	"strings"
+
+	"github.com/rtgate/rtgate/bridge/file"
+	"github.com/rtgate/rtgate/bridge/rtpudp"
 )
 
-// CheckSource validates a stream's source URL without opening anything.
+// CheckSource validates a stream's source URL with the parser of its
+// bridge, without opening sockets or media files (an sdp:// file is read).
 func CheckSource(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("not a URL: %v", unwrapURLError(err))
 	}
 	switch u.Scheme {
-	case "rtp", "sdp", "file":
+	case "rtp", "sdp":
+		_, err = rtpudp.ParseURL(raw)
+	case "file":
+		_, err = file.ParseURL(raw)
+	default:
+		return fmt.Errorf("scheme %q: want rtp://, sdp:// or file://", u.Scheme)
+	}
+	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("scheme %q: want rtp://, sdp:// or file://", u.Scheme)
+	// The key's line shows the URL already; drop the parser's copy of it.
+	msg := err.Error()
+	for _, prefix := range []string{raw + ": ", fmt.Sprintf("file source %q: ", raw)} {
+		msg = strings.TrimPrefix(msg, prefix)
+	}
+	return errors.New(msg)
 }
