@@ -50,6 +50,8 @@ type Daemon struct {
 	rtHTTP      *http.Client // rt's; its idle connections are closed on Close
 	realtimeURL string       // rt's base URL
 
+	streams []*stream // configured streams, in configuration order
+
 	ran       atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -113,6 +115,10 @@ func New(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("realtime client for %s: %w", d.realtimeURL, err)
 	}
 
+	if err := d.openStreams(); err != nil {
+		return nil, err
+	}
+
 	d.srv = newHTTPServer(d.routes(), logger)
 	ok = true
 	return d, nil
@@ -159,7 +165,37 @@ func (d *Daemon) Run(ctx context.Context) error {
 		"realtime", d.realtimeURL, "sfu", mode, "app_id", d.cfg.AppID(),
 		"webrtc_udp", addrList(d.peer.Addrs()))
 
-	err := serveHTTP(ctx, d.srv, d.ln, d.log)
+	// The streams reach the embedded SFU through this HTTP server: they stop
+	// (closing their tracks on the SFU) before it shuts down.
+	httpCtx, stopHTTP := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopHTTP(nil)
+	served := make(chan error, 1)
+	go func() { served <- serveHTTP(httpCtx, d.srv, d.ln, d.log) }()
+
+	streamsCtx, stopStreams := context.WithCancel(ctx)
+	streamsDone := make(chan struct{})
+	go func() {
+		defer close(streamsDone)
+		d.runStreams(streamsCtx)
+	}()
+
+	var err error
+	httpRunning := true
+	select {
+	case <-ctx.Done():
+	case err = <-served: // serving failed: stop everything
+		httpRunning = false
+	}
+	stopStreams()
+	select {
+	case <-streamsDone:
+	case <-time.After(streamStopTimeout):
+		d.log.Warn("streams did not stop in time", "timeout", streamStopTimeout)
+	}
+	if httpRunning {
+		stopHTTP(context.Cause(ctx))
+		err = <-served
+	}
 	return errors.Join(err, d.Close())
 }
 
@@ -169,6 +205,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		errs := closeServing(d.ln, d.sfu)
+		if err := d.closeStreams(); err != nil {
+			errs = append(errs, err)
+		}
 		if d.peer != nil {
 			if err := d.peer.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("close WebRTC UDP port: %w", err))

@@ -17,11 +17,13 @@ import (
 // registered:
 //
 //	GET /healthz            200 "ok" while the daemon runs
+//	GET /api/streams        every stream's state and counters (JSON)
 //	/v1/apps/{appId}/...    the embedded SFU's Realtime API (embedded only)
 //	/apps/{appId}/...       the same, without the version prefix
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
+	mux.HandleFunc("GET /api/streams", d.handleStreams)
 	if d.sfu != nil {
 		mountSFU(mux, d.sfu)
 	}

@@ -51,6 +51,9 @@ type Options struct {
 	// RemoteIPFilter, if set, drops remote candidates it returns false for
 	// (tests keep every packet on loopback with it).
 	RemoteIPFilter func(net.IP) bool
+	// WrapConn, if set, wraps the UDP socket (with ListenIP only): tests
+	// put loss on the wire with it.
+	WrapConn func(net.PacketConn) net.PacketConn
 	// Logger receives pion's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -267,7 +270,11 @@ func New(o Options) (*API, error) {
 			return nil, fmt.Errorf("listen udp %s: %w", net.JoinHostPort(o.ListenIP, fmt.Sprint(o.UDPPort)), err)
 		}
 		a.conn = conn
-		a.mux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+		var pc net.PacketConn = conn
+		if o.WrapConn != nil {
+			pc = o.WrapConn(conn)
+		}
+		a.mux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), pc)
 		a.addrs = []net.Addr{conn.LocalAddr()}
 		if ip.IsLoopback() {
 			s.SetIncludeLoopbackCandidate(true)

@@ -28,6 +28,15 @@ type TrackStatus struct {
 	KeyframeRequests   uint64 `json:"keyframeRequests"`
 	KeyframesRefused   uint64 `json:"keyframesRefused"` // the source cannot make one (files)
 	KeyframesCoalesced uint64 `json:"keyframesCoalesced"`
+	// Files only: where playback is, the file's length and loops done.
+	Position float64 `json:"position,omitempty"` // seconds
+	Duration float64 `json:"duration,omitempty"` // seconds
+	Loops    int     `json:"loops,omitempty"`
+}
+
+// progresser is a source that knows where it is (a file).
+type progresser interface {
+	Progress() (pos, dur time.Duration, loops int)
 }
 
 // Status returns the stream's current state and counters.
@@ -37,12 +46,17 @@ func (s *Stream) Status() Status {
 		SessionID: s.sessionID, Retries: s.retries}
 	s.mu.Unlock()
 	for _, t := range s.tracks {
-		st.Tracks = append(st.Tracks, TrackStatus{
+		ts := TrackStatus{
 			Name: t.name, Kind: t.kind, Codec: t.codec.MimeType,
 			Packets: t.packets.Load(), Bytes: t.bytes.Load(), Bitrate: t.bitrate.Load(),
 			WriteErrors: t.writeErrors.Load(), KeyframeRequests: t.kfRequested.Load(),
 			KeyframesRefused: t.kfRefused.Load(), KeyframesCoalesced: t.kfCoalesced.Load(),
-		})
+		}
+		if p, ok := t.src.(progresser); ok {
+			pos, dur, loops := p.Progress()
+			ts.Position, ts.Duration, ts.Loops = pos.Seconds(), dur.Seconds(), loops
+		}
+		st.Tracks = append(st.Tracks, ts)
 	}
 	return st
 }

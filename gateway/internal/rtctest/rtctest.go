@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"net"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -367,4 +369,21 @@ func (s *Sink) Quiet(d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
+}
+
+// RequireTool returns the path of an external tool (ffmpeg, gst-launch-1.0)
+// for an end-to-end test. Without it the test is skipped on a developer's
+// machine, but fails when CI=true: in CI a missing tool is a broken setup,
+// not a reason to pass.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required in CI (.ci/install-deps installs it): %v", name, err)
+	}
+	t.Skipf("%s not found: %v", name, err)
+	return ""
 }
