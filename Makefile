@@ -32,8 +32,16 @@ lint: vet
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# The daemon on the embedded SFU with the bundled demo stream (deploy/demo:
+# a 5 s VP8 test pattern and an Opus tone, looping) published as "demo".
+# File URLs are absolute, so the stream is passed from this checkout's path.
+DEMO_STREAMS := [{"name":"demo","sources":["file://$(CURDIR)/deploy/demo/demo.ivf?loop=true","file://$(CURDIR)/deploy/demo/demo.ogg?loop=true"]}]
+
 run: build
-	./$(BIN) run -c $(CONFIG)
+	@echo "rtgate: publishing the demo stream into the embedded SFU on http://127.0.0.1:8080"
+	@echo "  see it:  curl -s http://127.0.0.1:8080/api/streams   (state live, packets and bitrate rising)"
+	@echo "  stop:    Ctrl-C"
+	RTGATE_STREAMS='$(DEMO_STREAMS)' ./$(BIN) run -c $(CONFIG)
 
 # Placeholder until there are benchmarks across packages.
 bench:

@@ -72,6 +72,7 @@ func newRootCommand(a *app) *cobra.Command {
 
 	root.AddCommand(
 		newRunCommand(a),
+		newPublishCommand(a),
 		newSFUCommand(a),
 		newCheckCommand(a),
 		newVersionCommand(a),

@@ -54,7 +54,12 @@ func newRunCommand(a *app) *cobra.Command {
 		},
 	}
 	addRealtimeFlags(cmd)
+	addListenFlag(cmd)
+	return cmd
+}
+
+// addListenFlag adds --listen, the daemon's HTTP address (http.listen).
+func addListenFlag(cmd *cobra.Command) {
 	cmd.Flags().String("listen", config.Default().HTTP.Listen, "HTTP listen address, host:port (http.listen)")
 	config.BindFlag(cmd.Flags(), "listen", "http.listen")
-	return cmd
 }
