@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"sync"
 	"testing"
@@ -335,5 +336,91 @@ func TestKeyframeRequestReachesRTPSender(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the subscriber's PLI never reached the RTP sender")
+	}
+}
+
+// TestRecoveryWhileFFmpegSends: the SFU goes away and comes back on the same
+// address while ffmpeg keeps sending; the stream is live again within 3 s of
+// its return, under the same track name, and a new subscriber gets media.
+func TestRecoveryWhileFFmpegSends(t *testing.T) {
+	ffmpeg := rtctest.RequireTool(t, "ffmpeg")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) func() {
+		f := rtctest.NewSFU(t, rtctest.FastOptions())
+		srv := &http.Server{Handler: f.Handler()}
+		go func() { _ = srv.Serve(ln) }()
+		return func() { _ = srv.Close(); _ = f.Close() }
+	}
+	stopSFU := serve(ln)
+
+	port := freePort(t)
+	cfg := loopbackConfig()
+	cfg.Realtime = config.Realtime{URL: "http://" + addr + "/v1", AppID: "test", AppSecret: rtctest.Secret}
+	cfg.Streams = []config.Stream{{Name: "cam", Source: fmt.Sprintf("rtp://127.0.0.1:%d?codec=vp8", port)}}
+	d, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runInBackground(t, d.Run)()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	enc := exec.CommandContext(ctx, ffmpeg, "-v", "error", "-nostdin", "-re", "-f", "lavfi", "-i",
+		"testsrc2=size=320x240:rate=30", "-t", "30", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+		"-b:v", "500k", "-g", "30", "-auto-alt-ref", "0", "-payload_type", "96", "-f", "rtp",
+		fmt.Sprintf("rtp://127.0.0.1:%d?pkt_size=1200", port))
+	if err := enc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = enc.Wait() }()
+
+	first := waitLive(t, d)
+	stopSFU()
+	for deadline := time.Now().Add(10 * time.Second); d.Streams()[0].State != publish.StateRetrying; {
+		if time.Now().After(deadline) {
+			t.Fatalf("stream did not notice the SFU went away: %+v", d.Streams()[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer serve(ln2)()
+	back := time.Now()
+	again := waitLive(t, d)
+	if dt := time.Since(back); dt > 3*time.Second {
+		t.Fatalf("live %v after the SFU came back, want within 3 s", dt)
+	}
+	if again.SessionID == first.SessionID || again.Tracks[0].Name != "cam-video" {
+		t.Fatalf("after recovery: %+v", again)
+	}
+	before := again.Tracks[0].Packets
+	sub := rtctest.NewPeer(t)
+	client := rtctest.Client(t, "http://"+addr)
+	ns, err := client.NewSession(rtctest.Ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := client.PullTracks(rtctest.Ctx(t), ns.SessionID, []rtapi.TrackObject{
+		{Location: rtapi.LocationRemote, SessionID: again.SessionID, TrackName: "cam-video"}}, sub.AnswerFunc)
+	if err != nil || realtime.ItemErrors(items) != nil {
+		t.Fatalf("pull after recovery: %v %+v", err, items)
+	}
+	sink := sub.NextTrack()
+	for n := 0; n < 30; n++ {
+		select {
+		case <-sink.Pkts:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("after recovery the subscriber got %d packets", n)
+		}
+	}
+	if d.Streams()[0].Tracks[0].Packets <= before {
+		t.Fatal("no packets counted after recovery")
 	}
 }
