@@ -81,11 +81,6 @@ type sender struct {
 	firSeq   uint8
 }
 
-// batchReader is ipv4.PacketConn or ipv6.PacketConn (recvmmsg on Linux).
-type batchReader interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
 // port is one bound UDP socket, carrying RTP of some tracks, RTCP of some
 // tracks, or both (rtcp-mux).
 type port struct {
@@ -101,8 +96,7 @@ type port struct {
 	pendingNext int                // guarded by pendingMu
 
 	// Reader state, used by the one goroutine reading this port.
-	batch batchReader // nil: single reads
-	msgs  []ipv4.Message
+	batch *mmsgReader // recvmmsg into bufs; nil: single reads into bufs[0]
 	bufs  [][]byte
 	pkt   rtp.Packet
 }
@@ -277,24 +271,22 @@ func listen(local netip.AddrPort, group netip.Addr, ifi *net.Interface) (*port, 
 	return p, nil
 }
 
-// setupReader allocates the reused read state: a batch of messages for
-// ports with RTP, a single buffer for RTCP-only ports (about one packet
-// per second) or when batch is 1.
+// setupReader allocates the reused read state: a batch of buffers read
+// with recvmmsg (Linux) for ports with RTP, a single buffer for RTCP-only
+// ports (about one packet per second), when batch is 1, or where recvmmsg
+// is not available.
 func (p *port) setupReader(batch int) {
-	if p.rtpTracks == 0 || batch <= 1 {
-		p.bufs = [][]byte{make([]byte, maxDatagram)}
-	} else {
-		if p.local.Addr().Is4() {
-			p.batch = ipv4.NewPacketConn(p.conn)
-		} else {
-			p.batch = ipv6.NewPacketConn(p.conn)
-		}
-		p.msgs = make([]ipv4.Message, batch)
-		p.bufs = make([][]byte, batch)
-		for i := range p.msgs {
-			p.bufs[i] = make([]byte, maxDatagram)
-			p.msgs[i].Buffers = [][]byte{p.bufs[i]}
-		}
+	n := 1
+	if p.rtpTracks > 0 && batch > 1 {
+		n = batch
+	}
+	slab := make([]byte, n*maxDatagram)
+	p.bufs = make([][]byte, n)
+	for i := range p.bufs {
+		p.bufs[i] = slab[i*maxDatagram : (i+1)*maxDatagram : (i+1)*maxDatagram]
+	}
+	if n > 1 {
+		p.batch = newBatchReader(p.conn, p.bufs)
 	}
 	// Room for the most CSRCs and a typical number of extensions, so that
 	// Unmarshal does not grow them on the hot path.

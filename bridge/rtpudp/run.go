@@ -65,37 +65,38 @@ func (s *Source) Run(ctx context.Context, fn bridge.PacketFunc) error {
 // read is the loop of the goroutine owning p's reader state.
 func (s *Source) read(ctx context.Context, p *port, fn bridge.PacketFunc) error {
 	for {
-		if p.batch != nil {
-			n, err := p.batch.ReadBatch(p.msgs, 0)
-			if err != nil {
-				if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
-					p.batch = nil // no recvmmsg here: single reads from now on
-					continue
-				}
-				if stop, err := readError(ctx, p, err); stop {
-					return err
-				}
-				continue
-			}
-			for i := range n {
-				m := &p.msgs[i]
-				var from netip.AddrPort
-				if ua, ok := m.Addr.(*net.UDPAddr); ok {
-					from = ua.AddrPort()
-				}
-				s.handle(p, p.bufs[i][:m.N], m.Flags, from, fn)
-			}
-			continue
-		}
-		n, _, flags, from, err := p.conn.ReadMsgUDPAddrPort(p.bufs[0], nil)
-		if err != nil {
+		if err := s.readOnce(p, fn); err != nil {
 			if stop, err := readError(ctx, p, err); stop {
 				return err
 			}
-			continue
 		}
-		s.handle(p, p.bufs[0][:n], flags, from, fn)
 	}
+}
+
+// readOnce waits for datagrams, reads a batch of them (or one with single
+// reads) and handles them. It does not allocate for RTP.
+func (s *Source) readOnce(p *port, fn bridge.PacketFunc) error {
+	if p.batch != nil {
+		n, err := p.batch.read()
+		if err != nil {
+			if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EOPNOTSUPP) {
+				p.batch = nil // no recvmmsg here: single reads from now on
+				return nil
+			}
+			return err
+		}
+		for i := range n {
+			size, flags, from := p.batch.msg(i)
+			s.handle(p, p.bufs[i][:size], flags, from, fn)
+		}
+		return nil
+	}
+	n, _, flags, from, err := p.conn.ReadMsgUDPAddrPort(p.bufs[0], nil)
+	if err != nil {
+		return err
+	}
+	s.handle(p, p.bufs[0][:n], flags, from, fn)
+	return nil
 }
 
 // readError decides whether a read error ends the reader, and with which

@@ -476,19 +476,19 @@ func TestExplicitRTCPPort(t *testing.T) {
 	})
 }
 
-// The hot path, through the socket and Run, does not allocate per packet
-// with single reads; x/net's ReadBatch allocates the source address of
-// each message (a *net.UDPAddr and its IP), 2 per packet.
+// The hot path, through the socket and Run, does not allocate per packet,
+// with single reads or batched ones (recvmmsg on Linux, read by hand:
+// x/net's ReadBatch allocated the source address of each message, a
+// *net.UDPAddr and its IP, about 2 per packet). What is left is Run's own
+// setup, once per chunk of 1024 packets (about 0.02 per packet).
+// TestReadOnceAllocs holds the reader alone to exactly zero.
 func TestReceiveAllocs(t *testing.T) {
-	for _, c := range []struct {
-		batch int
-		max   float64
-	}{{1, 0.25}, {DefaultBatch, 2.25}} {
-		t.Run(fmt.Sprint("batch=", c.batch), func(t *testing.T) {
-			res := receiveBench(t, c.batch, 4*benchChunk)
+	for _, batch := range []int{1, 4, DefaultBatch} {
+		t.Run(fmt.Sprint("batch=", batch), func(t *testing.T) {
+			res := receiveBench(t, batch, 4*benchChunk)
 			t.Logf("%.3f allocs/packet, %.0f ns/packet", res.allocsPerPacket, res.nsPerPacket)
-			if res.allocsPerPacket > c.max {
-				t.Fatalf("%.3f allocs per packet, want at most %.2f", res.allocsPerPacket, c.max)
+			if max := 0.05; res.allocsPerPacket > max {
+				t.Fatalf("%.3f allocs per packet, want at most %.2f", res.allocsPerPacket, max)
 			}
 		})
 	}

@@ -31,8 +31,9 @@ type Spec struct {
 	// Iface names the interface multicast groups are joined on; "" lets
 	// the system choose.
 	Iface string
-	// Batch is the number of datagrams read per system call (recvmmsg);
-	// 1 means single reads. 0 means DefaultBatch.
+	// Batch is the number of datagrams read per system call (recvmmsg,
+	// on Linux; other systems always read single datagrams); 1 means
+	// single reads. 0 means DefaultBatch.
 	Batch int
 }
 
