@@ -42,7 +42,8 @@ type Options struct {
 	// forever otherwise (pion/webrtc#3063). 0 means 3.
 	NACKMaxPerPacket uint16
 	// NACKGeneratorSize and NACKResponderSize are the packet history of the
-	// NACK generator and responder (powers of two; 0 means pion's 512/1024).
+	// NACK generator (pion's) and responder (rtgate's, 1500 bytes a packet
+	// per sent video stream); powers of two, 0 means 512 and 1024.
 	NACKGeneratorSize uint16
 	NACKResponderSize uint16
 	// ICEDisconnectedTimeout and ICEFailedTimeout override pion's 5 s / 25 s.
@@ -175,8 +176,9 @@ func RegisterCodecs(m *webrtc.MediaEngine) error {
 	return nil
 }
 
-// RegisterInterceptors puts NACK (generator and responder, RTX when
-// negotiated), RTCP sender/receiver reports, stats and TWCC feedback into r.
+// RegisterInterceptors puts NACK (pion's generator, rtgate's own responder
+// with RTX when negotiated), RTCP sender/receiver reports, stats and TWCC
+// feedback into r.
 func RegisterInterceptors(m *webrtc.MediaEngine, r *interceptor.Registry, o Options) error {
 	maxNacks := o.NACKMaxPerPacket
 	if maxNacks == 0 {
@@ -186,16 +188,23 @@ func RegisterInterceptors(m *webrtc.MediaEngine, r *interceptor.Registry, o Opti
 	if o.NACKGeneratorSize != 0 {
 		genOpts = append(genOpts, nack.GeneratorSize(o.NACKGeneratorSize))
 	}
-	var respOpts []nack.ResponderOption
-	if o.NACKResponderSize != 0 {
-		respOpts = append(respOpts, nack.ResponderSize(o.NACKResponderSize))
-	}
 	lf := NewLoggerFactory(o.Logger)
 	genOpts = append(genOpts, nack.WithGeneratorLoggerFactory(lf))
-	respOpts = append(respOpts, nack.WithResponderLoggerFactory(lf))
-	if err := webrtc.ConfigureNackWithOptions(m, r, genOpts, respOpts...); err != nil {
-		return fmt.Errorf("nack: %w", err)
+	// What webrtc.ConfigureNackWithOptions does, with rtgate's own responder
+	// in place of pion's, which allocates for every packet sent (see
+	// nack_responder.go). pion's generator stays on the receive side.
+	generator, err := nack.NewGeneratorInterceptor(genOpts...)
+	if err != nil {
+		return fmt.Errorf("nack generator: %w", err)
 	}
+	responder, err := newNACKResponderFactory(o.NACKResponderSize, lf)
+	if err != nil {
+		return fmt.Errorf("nack responder: %w", err)
+	}
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBNACK}, webrtc.RTPCodecTypeVideo)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
+	r.Add(responder)
+	r.Add(generator)
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
 	if err := webrtc.ConfigureRTCPReports(r); err != nil {
 		return fmt.Errorf("rtcp reports: %w", err)
