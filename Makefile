@@ -43,9 +43,12 @@ run: build
 	@echo "  stop:    Ctrl-C"
 	RTGATE_STREAMS='$(DEMO_STREAMS)' ./$(BIN) run -c $(CONFIG)
 
-# Placeholder until there are benchmarks across packages.
+# The benchmarks docs/PERFORMANCE.md reports (each against a floor measured
+# in the same run); the rtgate bench harness comes with issue 8.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./gateway/sfu/
+	$(GO) test -run '^$$' -bench FanOut -benchmem -benchtime=2s ./gateway/sfu/
+	$(GO) test -run '^$$' -bench Ingest -benchtime=1x ./gateway/publish/
+	$(GO) test -run '^$$' -bench . -benchmem ./bridge/rtpudp/ ./gateway/peer/
 
 clean:
 	rm -rf bin/ coverage.out coverage.html *.coverprofile
