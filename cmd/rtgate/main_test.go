@@ -255,11 +255,12 @@ func TestUsageErrors(t *testing.T) {
 func TestHelp(t *testing.T) {
 	cleanEnv(t)
 	tests := map[string][]string{
-		"":        {"Configuration comes from", "RTGATE_REALTIME_APP_SECRET", "run", "sfu", "check", "version"},
+		"":        {"Configuration comes from", "RTGATE_REALTIME_APP_SECRET", "run", "publish", "sfu", "check", "version"},
 		"run":     {"GET /healthz", "--listen", "--config", "--realtime-url", "--app-id", "--app-secret-file", "--log-level"},
 		"sfu":     {"base URL:", "--listen", "--app-id", "--app-secret", "--app-secret-file", "-c, --config"},
 		"check":   {"config ok:", "one per line", "--config", "--realtime-url"},
 		"version": {"pion/webrtc"},
+		"publish": {"SRC", "--name", "--listen", "--realtime-url", "loop=true", "tracks/close"},
 	}
 	for command, wants := range tests {
 		args := []string{"--help"}
@@ -475,4 +476,33 @@ func TestSFUSignal(t *testing.T) {
 	base := p.waitFor(t, regexp.MustCompile(baseURLLine.String()))
 	healthz(t, strings.TrimSuffix(base, "/v1/apps/rtgate"))
 	p.signal(t, os.Interrupt)
+}
+
+// TestPublish publishes the bundled demo audio file (5 s, no loop) into the
+// embedded SFU: it prints the session and track once live and exits 0 when
+// the file ends.
+func TestPublish(t *testing.T) {
+	cleanEnv(t)
+	if testing.Short() {
+		t.Skip("plays a 5 s file")
+	}
+	t.Setenv("RTGATE_WEBRTC_LISTEN_IP", "127.0.0.1")
+	t.Setenv("RTGATE_SFU_LISTEN_IP", "127.0.0.1")
+	start := time.Now()
+	code, out, errOut := execute(t, "publish", "../../deploy/demo/demo.ogg", "--name", "pubtest", "--listen", "127.0.0.1:0")
+	if code != 0 {
+		t.Fatalf("publish exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !regexp.MustCompile(`(?m)^live: stream pubtest, session [0-9a-f]{32}, tracks pubtest-audio$`).MatchString(out) {
+		t.Errorf("stdout does not announce the live stream:\n%s", out)
+	}
+	if d := time.Since(start); d < 4*time.Second {
+		t.Errorf("publish of a 5 s file ended after %v: it did not play the file in real time", d)
+	}
+
+	code, _, errOut = execute(t, "publish", "rtp://0.0.0.0:5004?codec=vp7")
+	want := `streams[0].sources[0]: "rtp://0.0.0.0:5004?codec=vp7": unknown codec "vp7"`
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("publish with a bad source: exit %d, stderr %q, want 1 and %q", code, errOut, want)
+	}
 }
