@@ -16,8 +16,6 @@ import (
 	"github.com/rtgate/rtgate/config"
 	"github.com/rtgate/rtgate/gateway/internal/rtctest"
 	"github.com/rtgate/rtgate/gateway/publish"
-	"github.com/rtgate/rtgate/gateway/realtime"
-	"github.com/rtgate/rtgate/gateway/rtapi"
 )
 
 // udpPair binds two consecutive UDP ports on loopback (RTP, RTCP).
@@ -157,20 +155,7 @@ func TestFFmpegRTPThroughSFU(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			sub := rtctest.NewPeer(t)
-			client := rtctest.Client(t, httpURL(d.Addr()))
-			ns, err := client.NewSession(rtctest.Ctx(t), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			items, err := client.PullTracks(rtctest.Ctx(t), ns.SessionID, []rtapi.TrackObject{
-				{Location: rtapi.LocationRemote, SessionID: st.SessionID, TrackName: "e2e-" + c.track}}, sub.AnswerFunc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := realtime.ItemErrors(items); err != nil {
-				t.Fatal(err)
-			}
+			sub, _, _ := rtctest.Pull(t, rtctest.Client(t, httpURL(d.Addr())), st.SessionID, "e2e-"+c.track)
 			sink := sub.NextTrack()
 			if err := <-encDone; err != nil {
 				t.Fatalf("ffmpeg: %v", err)
@@ -306,17 +291,7 @@ func TestKeyframeRequestReachesRTPSender(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	sub := rtctest.NewPeer(t)
-	client := rtctest.Client(t, httpURL(d.Addr()))
-	ns, err := client.NewSession(rtctest.Ctx(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	items, err := client.PullTracks(rtctest.Ctx(t), ns.SessionID, []rtapi.TrackObject{
-		{Location: rtapi.LocationRemote, SessionID: st.SessionID, TrackName: "kf-video"}}, sub.AnswerFunc)
-	if err != nil || realtime.ItemErrors(items) != nil {
-		t.Fatalf("pull: %v %+v", err, items)
-	}
+	sub, _, _ := rtctest.Pull(t, rtctest.Client(t, httpURL(d.Addr())), st.SessionID, "kf-video")
 	sink := sub.NextTrack()
 	drainPLIs := func() {
 		for {
@@ -401,17 +376,7 @@ func TestRecoveryWhileFFmpegSends(t *testing.T) {
 		t.Fatalf("after recovery: %+v", again)
 	}
 	before := again.Tracks[0].Packets
-	sub := rtctest.NewPeer(t)
-	client := rtctest.Client(t, "http://"+addr)
-	ns, err := client.NewSession(rtctest.Ctx(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	items, err := client.PullTracks(rtctest.Ctx(t), ns.SessionID, []rtapi.TrackObject{
-		{Location: rtapi.LocationRemote, SessionID: again.SessionID, TrackName: "cam-video"}}, sub.AnswerFunc)
-	if err != nil || realtime.ItemErrors(items) != nil {
-		t.Fatalf("pull after recovery: %v %+v", err, items)
-	}
+	sub, _, _ := rtctest.Pull(t, rtctest.Client(t, "http://"+addr), again.SessionID, "cam-video")
 	sink := sub.NextTrack()
 	for n := 0; n < 30; n++ {
 		select {

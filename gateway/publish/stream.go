@@ -22,7 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -398,7 +397,7 @@ func (s *Stream) attempt(ctx context.Context, srcDone <-chan error) (wasLive boo
 	}
 	for i, snd := range senders {
 		t := s.tracks[i]
-		go s.readRTCP(snd, t) // ends when the PeerConnection closes
+		go peer.DrainKeyframeRequests(snd, func() { s.requestKeyframe(t) }) // ends with the PeerConnection
 	}
 
 	connectBy := time.NewTimer(s.opts.ConnectTimeout)
@@ -456,28 +455,6 @@ func (s *Stream) closeOnSFU(sessionID string, mids []string) {
 	}
 	if _, err := s.opts.Client.CloseTracks(ctx, sessionID, req); err != nil {
 		s.log.Debug("tracks/close after the attempt", "session", sessionID, "err", err)
-	}
-}
-
-// readRTCP drains a sender's RTCP (the interceptors need it read) and turns
-// the SFU's PLI/FIR into keyframe requests to the source.
-func (s *Stream) readRTCP(snd *webrtc.RTPSender, t *track) {
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := snd.Read(buf)
-		if err != nil {
-			return
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, p := range pkts {
-			switch p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				s.requestKeyframe(t)
-			}
-		}
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/rtgate/rtgate/gateway/internal/rtctest"
 	"github.com/rtgate/rtgate/gateway/publish"
 	"github.com/rtgate/rtgate/gateway/realtime"
-	"github.com/rtgate/rtgate/gateway/rtapi"
 	"github.com/rtgate/rtgate/gateway/sfu"
 )
 
@@ -110,23 +109,7 @@ func waitState(t *testing.T, st *publish.Stream, want string, within time.Durati
 // pull subscribes a new peer to the stream's tracks of the given session.
 func pull(t *testing.T, c *realtime.Client, sid string, names ...string) *rtctest.Peer {
 	t.Helper()
-	ctx := rtctest.Ctx(t)
-	p := rtctest.NewPeer(t)
-	ns, err := c.NewSession(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var items []rtapi.TrackObject
-	for _, n := range names {
-		items = append(items, rtapi.TrackObject{Location: rtapi.LocationRemote, SessionID: sid, TrackName: n})
-	}
-	res, err := c.PullTracks(ctx, ns.SessionID, items, p.AnswerFunc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := realtime.ItemErrors(res); err != nil {
-		t.Fatal(err)
-	}
+	p, _, _ := rtctest.Pull(t, c, sid, names...)
 	return p
 }
 

@@ -117,27 +117,8 @@ func publisherOf(t testing.TB, e *rtctest.Env, names ...string) (string, *rtctes
 // subscriber makes a session without an offer and pulls tracks into it.
 func subscriber(t testing.TB, e *rtctest.Env, sid string, names ...string) (string, *rtctest.Peer, []rtapi.TrackObject) {
 	t.Helper()
-	c := rtctest.Ctx(t)
-	b := rtctest.NewPeer(t)
-	ns, err := e.Client.NewSession(c, nil)
-	if err != nil {
-		t.Fatalf("sessions/new without body: %v", err)
-	}
-	if ns.SessionDescription != nil {
-		t.Fatal("sessions/new without an offer must not return SDP")
-	}
-	var items []rtapi.TrackObject
-	for _, n := range names {
-		items = append(items, rtapi.TrackObject{Location: rtapi.LocationRemote, SessionID: sid, TrackName: n})
-	}
-	pulled, err := e.Client.PullTracks(c, ns.SessionID, items, b.AnswerFunc)
-	if err != nil {
-		t.Fatalf("pull: %v", err)
-	}
-	if err := realtime.ItemErrors(pulled); err != nil {
-		t.Fatalf("pull items: %v", err)
-	}
-	return ns.SessionID, b, pulled
+	p, id, pulled := rtctest.Pull(t, e.Client, sid, names...)
+	return id, p, pulled
 }
 
 func TestTwoSessions(t *testing.T) {

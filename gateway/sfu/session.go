@@ -11,10 +11,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/time/rate"
 
+	"github.com/rtgate/rtgate/gateway/peer"
 	"github.com/rtgate/rtgate/gateway/rtapi"
 )
 
@@ -393,7 +393,15 @@ func (s *session) subscribe(sender *webrtc.RTPSender, fwd *fwdTrack, p *pubTrack
 	sub.cur.Store(fwd)
 	sub.rec = &trackRecord{location: rtapi.LocationRemote, sessionID: p.sess.id, trackName: p.trackName(), active: true}
 	s.records = append(s.records, sub.rec)
-	s.sfu.goFunc(func() { s.readSenderRTCP(sub) })
+	// Drain the sender's RTCP, forwarding keyframe requests to whichever
+	// publisher the subscription pulls now.
+	s.sfu.goFunc(func() {
+		peer.DrainKeyframeRequests(sub.sender, func() {
+			if f := sub.cur.Load(); f != nil {
+				f.pub.requestKeyframe()
+			}
+		})
+	})
 	return sub
 }
 
@@ -402,30 +410,6 @@ func (s *session) setMid(sub *subscription, mid string) {
 	sub.mid = mid
 	sub.rec.mid = mid
 	s.subsByMid[mid] = sub
-}
-
-// readSenderRTCP drains a sender's RTCP (the interceptors need it read) and
-// forwards keyframe requests to the publisher being pulled.
-func (s *session) readSenderRTCP(sub *subscription) {
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := sub.sender.Read(buf)
-		if err != nil {
-			return
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, pkt := range pkts {
-			switch pkt.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				if f := sub.cur.Load(); f != nil {
-					f.pub.requestKeyframe()
-				}
-			}
-		}
-	}
 }
 
 // pullWithoutOffer adds a sendonly transceiver per found track and returns

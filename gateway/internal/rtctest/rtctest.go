@@ -387,3 +387,32 @@ func RequireTool(t testing.TB, name string) string {
 	t.Skipf("%s not found: %v", name, err)
 	return ""
 }
+
+// Pull makes a session without an offer on c and pulls the named tracks of
+// the publisher session sid into it (the SFU offers, the peer answers). It
+// fails the test on any request or item error and returns the subscriber,
+// its session id and the pulled tracks (with their mids).
+func Pull(t testing.TB, c *realtime.Client, sid string, names ...string) (*Peer, string, []rtapi.TrackObject) {
+	t.Helper()
+	ctx := Ctx(t)
+	p := NewPeer(t)
+	ns, err := c.NewSession(ctx, nil)
+	if err != nil {
+		t.Fatalf("sessions/new without body: %v", err)
+	}
+	if ns.SessionDescription != nil {
+		t.Fatal("sessions/new without an offer must not return SDP")
+	}
+	items := make([]rtapi.TrackObject, 0, len(names))
+	for _, n := range names {
+		items = append(items, rtapi.TrackObject{Location: rtapi.LocationRemote, SessionID: sid, TrackName: n})
+	}
+	pulled, err := c.PullTracks(ctx, ns.SessionID, items, p.AnswerFunc)
+	if err != nil {
+		t.Fatalf("pull %v: %v", names, err)
+	}
+	if err := realtime.ItemErrors(pulled); err != nil {
+		t.Fatalf("pull %v: %v", names, err)
+	}
+	return p, ns.SessionID, pulled
+}
