@@ -257,7 +257,9 @@ func (c *Client) attempt(ctx context.Context, method, endpoint, path string, bod
 	}
 	// A server echoing the request must not leak the secret into logs.
 	e.Description = strings.ReplaceAll(e.Description, c.secret, "[redacted]")
-	retry = resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 ||
+	// 5xx may pass, but 501 Not Implemented will not.
+	retry = resp.StatusCode == http.StatusTooManyRequests ||
+		resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented ||
 		rtapi.Retryable(e.Code)
 	return retry, retryAfter(resp.Header.Get("Retry-After"), time.Now()), e
 }

@@ -456,6 +456,12 @@ func TestRetries(t *testing.T) {
 		steps:     []step{{406, "", ""}},
 		wantCalls: []int{406},
 		wantErr:   &realtime.Error{Endpoint: "sessions/new", Method: "POST", StatusCode: 406, Description: "Not Acceptable"},
+	}, {
+		name:      "501 not implemented is final",
+		steps:     []step{{501, "", `{"errorCode":"not_supported","errorDescription":"no DataChannels"}`}},
+		wantCalls: []int{501},
+		wantErr: &realtime.Error{Endpoint: "sessions/new", Method: "POST", StatusCode: 501,
+			Code: "not_supported", Description: "no DataChannels"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
