@@ -819,7 +819,7 @@ func TestValidateStreams(t *testing.T) {
 	}
 	want := []string{
 		`streams[1].name: "cam1": is used by another stream`,
-		`streams[1].source: "ftp://x/y": scheme "ftp": want rtp://, sdp:// or file://`,
+		`streams[1].source: "ftp://x/y": scheme "ftp": want rtp://, sdp://, file:// or v4l2://`,
 		`streams[2].name: "bad name": must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`,
 		`streams[2].sources[1]: "%zz": not a URL: invalid URL escape "%zz"`,
 		`streams[3].name: "": is required`,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rtgate/rtgate/bridge/file"
 	"github.com/rtgate/rtgate/bridge/rtpudp"
+	"github.com/rtgate/rtgate/bridge/v4l2"
 )
 
 // CheckSource validates a stream's source URL with the parser of its
@@ -22,8 +23,10 @@ func CheckSource(raw string) error {
 		_, err = rtpudp.ParseURL(raw)
 	case "file":
 		_, err = file.ParseURL(raw)
+	case "v4l2":
+		_, err = v4l2.ParseURL(raw)
 	default:
-		return fmt.Errorf("scheme %q: want rtp://, sdp:// or file://", u.Scheme)
+		return fmt.Errorf("scheme %q: want rtp://, sdp://, file:// or v4l2://", u.Scheme)
 	}
 	if err == nil {
 		return nil

@@ -27,7 +27,7 @@ type stream struct {
 // ports) and makes the streams; nothing runs yet.
 func (d *Daemon) openStreams() error {
 	for i, sc := range d.cfg.Streams {
-		srcs, err := publish.OpenSources(sc.SourceURLs())
+		srcs, err := publish.OpenSources(sc.SourceURLs(), d.log.With("component", "source", "stream", sc.Name))
 		if err != nil {
 			return fmt.Errorf("streams[%d] %s: %w", i, sc.Name, err)
 		}

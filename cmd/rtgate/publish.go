@@ -24,6 +24,8 @@ Each SRC is a source URL, as in a config file's streams:
   rtp://0.0.0.0:5004?codec=vp8&pt=96   RTP over UDP from an encoder
   sdp:///path/stream.sdp               an SDP file (ffmpeg -sdp_file, GStreamer)
   file:///path/video.ivf?loop=true     IVF (VP8, VP9, AV1), Ogg/Opus, H.264 Annex-B
+  v4l2:///dev/video0?codec=h264&width=1280&height=720&fps=30&gop=60
+                                       a V4L2 camera's H.264 (see "rtgate devices")
 A plain path (video.ivf, video.ivf?loop=true) is taken as a file URL. A stream has at most one
 video and one audio track; a video file and an audio file play in sync.
 

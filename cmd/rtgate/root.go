@@ -73,6 +73,7 @@ func newRootCommand(a *app) *cobra.Command {
 	root.AddCommand(
 		newRunCommand(a),
 		newPublishCommand(a),
+		newDevicesCommand(a),
 		newSFUCommand(a),
 		newCheckCommand(a),
 		newVersionCommand(a),

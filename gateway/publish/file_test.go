@@ -82,7 +82,7 @@ func TestFileThroughSFU(t *testing.T) {
 	// One loop lasts up to the last frame plus one frame duration.
 	loopTicks := want[len(want)-1].ts + (want[1].ts - want[0].ts)
 
-	srcs, err := publish.OpenSources([]string{"file://" + path + "?loop=true"})
+	srcs, err := publish.OpenSources([]string{"file://" + path + "?loop=true"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
