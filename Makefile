@@ -26,6 +26,14 @@ vet:
 cross:
 	GOOS=linux GOARCH=arm64 $(GO) vet ./...
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) vet ./...
+	@# The V4L2 struct layouts and ioctl numbers, checked on arm64 and arm
+	@# themselves under qemu-user (.ci/install-deps installs it).
+	@if command -v qemu-aarch64 >/dev/null && command -v qemu-arm >/dev/null; then \
+	  set -x; \
+	  GOOS=linux GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64 -run '^(TestLayout|TestIoctlNumbers)$$' ./bridge/v4l2/ && \
+	  GOOS=linux GOARCH=arm GOARM=7 $(GO) test -count=1 -exec qemu-arm -run '^(TestLayout|TestIoctlNumbers)$$' ./bridge/v4l2/; \
+	elif [ "$$CI" = true ]; then echo "qemu-user is required in CI"; exit 1; \
+	else echo "qemu-user not installed: V4L2 layouts checked for $$(go env GOARCH) only"; fi
 
 # Static binaries for the machines rtgate runs on: dist/rtgate-linux-*.
 release:
