@@ -2,6 +2,7 @@ package publish_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,17 +55,16 @@ func sameAU(a, b [][]byte) bool {
 	return true
 }
 
-// TestCameraThroughSFU publishes the fake V4L2 camera (serving access units
-// ffmpeg made, with driver timestamps) into the embedded SFU: a pion
-// subscriber receives the access units byte for byte with RTP timestamps
-// that follow the driver's, and its PLI becomes a FORCE_KEY_FRAME control
-// call on the device.
-func TestCameraThroughSFU(t *testing.T) {
+// cameraStream makes secs of ffmpeg H.264 at w x h with keyframes every gop
+// frames, serves it from a fake V4L2 camera in real time, publishes the
+// camera as stream "cam" into an embedded SFU and pulls its video.
+func cameraStream(t *testing.T, w, h, secs, gop int) (*v4l2test.Camera, *v4l2.Source, [][]byte, *rtctest.Peer, *rtctest.Sink) {
+	t.Helper()
 	ffmpeg := rtctest.RequireTool(t, "ffmpeg")
 	path := filepath.Join(t.TempDir(), "cam.h264")
-	out, err := exec.Command(ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "2",
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline",
-		"-pix_fmt", "yuv420p", "-g", "15", "-bf", "0", "-f", "h264", path).CombinedOutput()
+	out, err := exec.Command(ffmpeg, "-v", "error", "-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=%dx%d:rate=30", w, h),
+		"-t", fmt.Sprint(secs), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline",
+		"-pix_fmt", "yuv420p", "-g", fmt.Sprint(gop), "-bf", "0", "-f", "h264", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
@@ -73,19 +73,27 @@ func TestCameraThroughSFU(t *testing.T) {
 		t.Fatal(err)
 	}
 	aus := v4l2test.SplitAccessUnits(data)
-	cam := v4l2test.NewCamera(aus, 320, 240, 30)
+	cam := v4l2test.NewCamera(aus, w, h, 30)
 	cam.SetRealtime(true)
-	src, err := v4l2.Open("v4l2:///dev/video0?codec=h264&width=320&height=240&fps=30", v4l2.Options{Open: cam.Open})
+	src, err := v4l2.Open(fmt.Sprintf("v4l2:///dev/video0?codec=h264&width=%d&height=%d&fps=30", w, h), v4l2.Options{Open: cam.Open})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = src.Close() })
-
 	e := rtctest.NewEnv(t, rtctest.FastOptions())
 	st := runStream(t, publish.Options{Name: "cam", Sources: []bridge.Source{src}, Client: e.Client, API: rtctest.PeerAPI(t)})
 	s := waitState(t, st, publish.StateLive, 10*time.Second)
 	sub := pull(t, e.Client, s.SessionID, "cam-video")
-	sink := sub.NextTrack()
+	return cam, src, aus, sub, sub.NextTrack()
+}
+
+// TestCameraThroughSFU publishes the fake V4L2 camera (serving access units
+// ffmpeg made, with driver timestamps) into the embedded SFU: a pion
+// subscriber receives the access units byte for byte with RTP timestamps
+// that follow the driver's, and its PLI becomes a FORCE_KEY_FRAME control
+// call on the device.
+func TestCameraThroughSFU(t *testing.T) {
+	cam, _, aus, sub, sink := cameraStream(t, 320, 240, 2, 15)
 
 	// Reassemble 1.5 s of access units, starting after the first marker.
 	type frame struct {
@@ -177,29 +185,7 @@ collect:
 // with consecutive sequence numbers and a timestamp gap of about the time
 // the camera was away.
 func TestCameraUnplugged(t *testing.T) {
-	ffmpeg := rtctest.RequireTool(t, "ffmpeg")
-	path := filepath.Join(t.TempDir(), "cam.h264")
-	out, err := exec.Command(ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30", "-t", "1",
-		"-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "baseline", "-pix_fmt", "yuv420p",
-		"-g", "10", "-bf", "0", "-f", "h264", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cam := v4l2test.NewCamera(v4l2test.SplitAccessUnits(data), 160, 120, 30)
-	cam.SetRealtime(true)
-	src, err := v4l2.Open("v4l2:///dev/video0?codec=h264", v4l2.Options{Open: cam.Open})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = src.Close() })
-	e := rtctest.NewEnv(t, rtctest.FastOptions())
-	st := runStream(t, publish.Options{Name: "cam", Sources: []bridge.Source{src}, Client: e.Client, API: rtctest.PeerAPI(t)})
-	s := waitState(t, st, publish.StateLive, 10*time.Second)
-	sink := pull(t, e.Client, s.SessionID, "cam-video").NextTrack()
+	cam, src, _, _, sink := cameraStream(t, 160, 120, 1, 10)
 	for deadline := time.Now().Add(5 * time.Second); cam.Served() < 20; {
 		if time.Now().After(deadline) {
 			t.Fatal("the camera served nothing")
