@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -29,11 +28,10 @@ type session struct {
 	// mu serializes the API mutations of this session (Cloudflare does too).
 	mu sync.Mutex
 	// Guarded by mu:
-	negotiated   bool // a remote description was applied at least once
-	awaitAnswer  bool // the SFU made an offer; only renegotiate may follow
-	records      []*trackRecord
-	subsByMid    map[string]*subscription
-	autoDiscover int
+	negotiated  bool // a remote description was applied at least once
+	awaitAnswer bool // the SFU made an offer; only renegotiate may follow
+	records     []*trackRecord
+	subsByMid   map[string]*subscription
 
 	// pubs is read from pion callbacks too.
 	pubsMu sync.Mutex
@@ -615,5 +613,3 @@ func (s *session) state() rtapi.SessionStateResponse {
 	}
 	return res
 }
-
-var errSessionEnded = errors.New("session ended")
