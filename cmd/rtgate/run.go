@@ -9,8 +9,11 @@ import (
 
 const runLong = `Run the rtgate daemon until SIGINT or SIGTERM.
 
-It serves HTTP on http.listen:
+It publishes every configured stream (streams: in the config file) into the
+SFU, each as one Realtime session that is replaced, with backoff, when it
+fails. It serves HTTP on http.listen:
   GET /healthz           200 "ok" while running
+  GET /api/streams       each stream's state, session, tracks and counters
   /v1/apps/{appId}/...   the embedded SFU's Realtime API, when realtime.url
   /apps/{appId}/...      is "embedded" (the default)
 
@@ -24,9 +27,9 @@ app id and secret.
 rtgate's own PeerConnections share one UDP port (webrtc.udp_port); the
 embedded SFU has another (sfu.udp_port).
 
-On SIGINT or SIGTERM it stops accepting requests, lets running ones finish
-(at most 10 s), closes the SFU's sessions and exits 0. A second signal exits
-at once.`
+On SIGINT or SIGTERM it stops the streams (closing their tracks on the SFU),
+stops accepting requests, lets running ones finish (at most 10 s), closes the
+SFU's sessions and exits 0. A second signal exits at once.`
 
 func newRunCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
