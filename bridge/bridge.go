@@ -1,9 +1,11 @@
 // Package bridge holds the contract between media sources that live outside
-// WebRTC (RTP/UDP, files, cameras) and the gateway that publishes them. A
-// source knows nothing of HTTP, SDP offers or the SFU: it produces RTP
-// packets for one or more tracks and, where it can, makes keyframes on
-// request. The sub-packages implement it: rtpudp (RTP over UDP), file (IVF,
-// Ogg/Opus, H.264 Annex-B).
+// WebRTC (RTP/UDP, files, cameras, disk) and the gateway that publishes and
+// pulls them. A source knows nothing of HTTP, SDP offers or the SFU: it
+// produces RTP packets for one or more tracks and, where it can, makes
+// keyframes on request. A sink is the way back out: it consumes the RTP
+// packets of pulled tracks and asks for keyframes when it needs them. The
+// sub-packages implement them: rtpudp (RTP over UDP in and out), file (IVF,
+// Ogg/Opus, H.264 Annex-B), v4l2 (cameras), record (recordings on disk).
 //
 // bridge never imports gateway.
 package bridge
@@ -66,5 +68,41 @@ type Source interface {
 	// counts such requests. It never blocks.
 	RequestKeyframe(track int) bool
 	// Close releases what the source holds (sockets, files).
+	Close() error
+}
+
+// SinkTrack describes a pulled track to a Sink.
+type SinkTrack struct {
+	Track
+	// Name is the track's name on the SFU; Session the publisher's session
+	// id; Stream the local stream name, when the track belongs to one.
+	Name, Session, Stream string
+	// RequestKeyframe asks the track's publisher for a keyframe (a PLI
+	// upstream). The caller rate-limits it; it never blocks. Nil for
+	// audio tracks.
+	RequestKeyframe func()
+}
+
+// Sink consumes the RTP packets of pulled tracks: a recorder, an RTP/UDP
+// forward, a relay's viewers. The puller calls AddTrack when a track
+// starts, WriteRTP for each packet (from one goroutine per track) and
+// WriteSenderReport for each RTCP sender report of the track; the sink
+// must tolerate jumps in sequence numbers and timestamps (a publisher that
+// restarted without continuity) and resynchronize.
+type Sink interface {
+	// AddTrack announces a track and returns its index for the other
+	// calls. It may refuse a track (a codec the sink cannot handle).
+	AddTrack(t SinkTrack) (int, error)
+	// WriteRTP consumes one packet. The packet and its payload are only
+	// valid during the call. An error is reported by the caller (counted,
+	// logged) and does not stop the pull; the sink retries what it can.
+	WriteRTP(track int, pkt *rtp.Packet) error
+	// WriteSenderReport passes an RTCP sender report: the NTP time (RFC
+	// 3550 64-bit format) that corresponds to the RTP timestamp.
+	WriteSenderReport(track int, ntpTime uint64, rtpTime uint32)
+	// RemoveTrack tells the sink that a track ended (unpublished, or its
+	// publisher went away). No further calls name the index.
+	RemoveTrack(track int)
+	// Close finishes the sink's work (finalizes files) and releases it.
 	Close() error
 }
