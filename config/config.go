@@ -31,6 +31,11 @@ type Config struct {
 	SFU      SFU      `mapstructure:"sfu"`
 	Log      Log      `mapstructure:"log"`
 	Streams  []Stream `mapstructure:"streams"`
+	// Record holds the defaults of every recording; Recordings and
+	// Forwards are the pipelines that pull tracks out of the SFU.
+	Record     Record      `mapstructure:"record"`
+	Recordings []Recording `mapstructure:"recordings"`
+	Forwards   []Forward   `mapstructure:"forwards"`
 
 	// sources maps each key path to where its value came from; set by Load.
 	sources map[string]string
@@ -179,6 +184,15 @@ func Default() *Config {
 		},
 		Log:     Log{Level: "info", Format: "text"},
 		Streams: []Stream{},
+		Record: Record{
+			Dir:             "recordings",
+			Format:          "auto",
+			Template:        "{stream}-{start}",
+			Reorder:         300 * time.Millisecond,
+			NotFoundTimeout: 30 * time.Second,
+		},
+		Recordings: []Recording{},
+		Forwards:   []Forward{},
 	}
 }
 

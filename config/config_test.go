@@ -122,12 +122,48 @@ streams:
     video_track: front-door
   - name: demo
     sources: ["file:///srv/demo.ivf?loop=true", "file:///srv/demo.ogg?loop=true"]
+record:
+  dir: /var/lib/rtgate/recordings
+  format: mkv
+  template: "{stream}/{start}"
+  segment_duration: 10m
+  segment_size: 1000000000
+  reorder: 500ms
+  max_age: 720h
+  max_total_size: 50000000000
+  not_found_timeout: 1m
+recordings:
+  - name: cam1-rec
+    stream: cam1
+  - name: call
+    session: 0123abcd
+    tracks: [mic, camera]
+    format: webm
+    segment_duration: 1h
+forwards:
+  - name: cam1-out
+    stream: cam1
+    to: rtp://127.0.0.1:5004
+    sdp: /run/rtgate/cam1.sdp
 `
 
 var fullStreams = []Stream{
 	{Name: "cam1", Source: "rtp://0.0.0.0:5004?codec=vp8&pt=96", VideoTrack: "front-door"},
 	{Name: "demo", Sources: []string{"file:///srv/demo.ivf?loop=true", "file:///srv/demo.ogg?loop=true"}},
 }
+
+var (
+	fullRecord = Record{
+		Dir: "/var/lib/rtgate/recordings", Format: "mkv", Template: "{stream}/{start}",
+		SegmentDuration: 10 * time.Minute, SegmentSize: 1e9, Reorder: 500 * time.Millisecond,
+		MaxAge: 720 * time.Hour, MaxTotalSize: 50e9, NotFoundTimeout: time.Minute,
+	}
+	fullRecordings = []Recording{
+		{Name: "cam1-rec", Stream: "cam1"},
+		{Name: "call", Session: "0123abcd", Tracks: []string{"mic", "camera"}, Format: "webm", SegmentDuration: time.Hour},
+	}
+	fullForwards = []Forward{{Name: "cam1-out", Stream: "cam1", To: "rtp://127.0.0.1:5004", SDP: "/run/rtgate/cam1.sdp"}}
+)
 
 func fullConfig() Config {
 	return Config{
@@ -154,8 +190,11 @@ func fullConfig() Config {
 			SessionReuseWindow: 10 * time.Second,
 			RateLimit:          12.5,
 		},
-		Log:     Log{Level: "debug", Format: "json"},
-		Streams: fullStreams,
+		Log:        Log{Level: "debug", Format: "json"},
+		Streams:    fullStreams,
+		Record:     fullRecord,
+		Recordings: fullRecordings,
+		Forwards:   fullForwards,
 	}
 }
 
@@ -238,6 +277,18 @@ func TestEnv(t *testing.T) {
 		"RTGATE_LOG_FORMAT":                 "json",
 		"RTGATE_STREAMS": `[{"name":"cam1","source":"rtp://0.0.0.0:5004?codec=vp8&pt=96","video_track":"front-door"},
 			{"name":"demo","sources":["file:///srv/demo.ivf?loop=true","file:///srv/demo.ogg?loop=true"]}]`,
+		"RTGATE_RECORD_DIR":               "/var/lib/rtgate/recordings",
+		"RTGATE_RECORD_FORMAT":            "mkv",
+		"RTGATE_RECORD_TEMPLATE":          "{stream}/{start}",
+		"RTGATE_RECORD_SEGMENT_DURATION":  "10m",
+		"RTGATE_RECORD_SEGMENT_SIZE":      "1000000000",
+		"RTGATE_RECORD_REORDER":           "500ms",
+		"RTGATE_RECORD_MAX_AGE":           "720h",
+		"RTGATE_RECORD_MAX_TOTAL_SIZE":    "50000000000",
+		"RTGATE_RECORD_NOT_FOUND_TIMEOUT": "1m",
+		"RTGATE_RECORDINGS": `[{"name":"cam1-rec","stream":"cam1"},
+			{"name":"call","session":"0123abcd","tracks":["mic","camera"],"format":"webm","segment_duration":"1h"}]`,
+		"RTGATE_FORWARDS": `[{"name":"cam1-out","stream":"cam1","to":"rtp://127.0.0.1:5004","sdp":"/run/rtgate/cam1.sdp"}]`,
 	}
 	// Every key but realtime.app_secret_file, which conflicts with
 	// app_secret (TestResolveSecret sets it through the environment).

@@ -418,6 +418,13 @@ var (
 	stringsType    = reflect.TypeFor[[]string]()
 	iceServersType = reflect.TypeFor[[]ICEServer]()
 	streamsType    = reflect.TypeFor[[]Stream]()
+	// jsonLists are the list-of-objects keys an environment variable or
+	// flag sets as a JSON list.
+	jsonLists = map[reflect.Type]string{
+		streamsType:                    "streams",
+		reflect.TypeFor[[]Recording](): "recordings",
+		reflect.TypeFor[[]Forward]():   "forwards",
+	}
 )
 
 // decodeHook turns the text of environment variables and flags, and YAML
@@ -442,10 +449,10 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		return splitList(s), nil
 	case to == iceServersType && isString:
 		return parseICEServers(s)
-	case to == streamsType && isString:
+	case jsonLists[to] != "" && isString:
 		var list []map[string]any
 		if err := json.Unmarshal([]byte(s), &list); err != nil {
-			return nil, &valueError{s, fmt.Sprintf("must be a JSON list of streams: %v", err)}
+			return nil, &valueError{s, fmt.Sprintf("must be a JSON list of %s: %v", jsonLists[to], err)}
 		}
 		return list, nil
 	case to.Kind() == reflect.String && (isNumber(from) || from.Kind() == reflect.Bool):

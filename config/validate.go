@@ -124,6 +124,7 @@ func (c *Config) Validate() error {
 	}
 
 	c.validateStreams(v)
+	c.validateRecord(v)
 
 	if len(v.errs) == 0 {
 		return nil
