@@ -9,7 +9,8 @@ import (
 // TestArchitecture keeps the layering easy to see: bridge never imports
 // gateway; the embedded SFU imports of gateway only its leaves peer and
 // rtapi (so `rtgate sfu` stands alone); the leaves import nothing of
-// gateway; config is imported by cmd and gateway only.
+// gateway; config is imported by cmd and gateway only; gateway/web (the
+// pages) imports nothing of rtgate.
 func TestArchitecture(t *testing.T) {
 	const mod = "github.com/rtgate/rtgate/"
 	out, err := exec.Command("go", "list", "-deps", "-test=false",
@@ -46,6 +47,12 @@ func TestArchitecture(t *testing.T) {
 				bad = "config is imported by cmd and gateway only"
 			case strings.HasPrefix(dep, "gateway/sfu") && strings.HasPrefix(pkg, "gateway/realtime"):
 				bad = "the client does not depend on the SFU"
+			case (pkg == "gateway/supervise" || pkg == "gateway/notify") && (strings.HasPrefix(dep, "gateway") || dep == "config"):
+				bad = "gateway/supervise and gateway/notify are leaves"
+			case pkg == "gateway/metrics" && (dep == "gateway" || dep == "config" || strings.HasPrefix(dep, "gateway/sfu")):
+				bad = "gateway/metrics reads pipelines' snapshots; it does not depend on the daemon, config or the SFU"
+			case pkg == "gateway/web":
+				bad = "gateway/web serves files and imports nothing of rtgate"
 			}
 			if bad != "" {
 				t.Errorf("%s imports %s: %s", pkg, dep, bad)
