@@ -1,5 +1,6 @@
-// Package rtpudp receives RTP over UDP from encoders (ffmpeg, GStreamer,
-// hardware) and offers it as a bridge.Source: one job, RTP in.
+// Package rtpudp is RTP over UDP at the edge of rtgate: in, from encoders
+// (ffmpeg, GStreamer, hardware) as a bridge.Source, and out, to players and
+// recorders, as a bridge.Sink (Sender, with the SDP file that describes it).
 //
 // A Source is described by a URL (rtp://HOST:PORT?codec=...) or by an SDP
 // file (sdp:///path.sdp); see ParseURL. It binds one socket per local port,

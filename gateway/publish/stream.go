@@ -508,6 +508,19 @@ func (s *Stream) trackNames() []string {
 // Name returns the stream's name.
 func (s *Stream) Name() string { return s.opts.Name }
 
+// Published returns the session the stream is live on and its track names;
+// ok is false while it is not live (starting, retrying, ended). Pulls that
+// follow the stream (pull.Resolver) re-pull when the session changes.
+func (s *Stream) Published() (session string, tracks []string, ok bool) {
+	s.mu.Lock()
+	session, live := s.sessionID, s.state == StateLive
+	s.mu.Unlock()
+	if !live || session == "" {
+		return "", nil, false
+	}
+	return session, s.trackNames(), true
+}
+
 func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
