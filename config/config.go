@@ -29,6 +29,8 @@ type Config struct {
 	Realtime Realtime `mapstructure:"realtime"`
 	WebRTC   WebRTC   `mapstructure:"webrtc"`
 	SFU      SFU      `mapstructure:"sfu"`
+	WHIP     WHIP     `mapstructure:"whip"`
+	WHEP     WHEP     `mapstructure:"whep"`
 	Log      Log      `mapstructure:"log"`
 	Streams  []Stream `mapstructure:"streams"`
 	// Record holds the defaults of every recording; Recordings and
@@ -126,6 +128,57 @@ type SFU struct {
 	RateLimit float64 `mapstructure:"rate_limit"`
 }
 
+// WHIP and WHEP modes (whip.mode, whep.mode, streams[].whip_mode,
+// streams[].whep_mode).
+const (
+	// ModeRelay: rtgate terminates the client's PeerConnection and
+	// republishes (WHIP) or serves from its own pull (WHEP).
+	ModeRelay = "relay"
+	// ModeProxy: rtgate only signals; media flows between the client and
+	// the SFU.
+	ModeProxy = "proxy"
+)
+
+// What whip.on_conflict does with a second publisher on a live stream.
+const (
+	ConflictReject  = "reject"
+	ConflictReplace = "replace"
+)
+
+// SourceWHIP is the source of a stream fed by WHIP publishers
+// (POST /whip/{name}) instead of a source URL.
+const SourceWHIP = "whip"
+
+// WHIP configures WHIP ingest (RFC 9725) at POST /whip/{stream}.
+type WHIP struct {
+	// Token is the bearer token publishers send. Use ResolveWHIPToken to
+	// read it: it may come from TokenFile instead. Without one, only
+	// clients on loopback may publish.
+	Token string `mapstructure:"token"`
+	// TokenFile names a file holding the token (trailing whitespace
+	// trimmed).
+	TokenFile string `mapstructure:"token_file"`
+	// Mode is relay or proxy, for streams that do not set whip_mode.
+	Mode string `mapstructure:"mode"`
+	// AllowAnyStream lets a publisher create a stream by publishing to a
+	// name that is not configured.
+	AllowAnyStream bool `mapstructure:"allow_any_stream"`
+	// OnConflict is what a second publisher on a live stream gets: reject
+	// (409) or replace (the first one is disconnected).
+	OnConflict string `mapstructure:"on_conflict"`
+}
+
+// WHEP configures WHEP playback at POST /whep/{stream}.
+type WHEP struct {
+	// Token is the bearer token viewers send (ResolveWHEPToken). Without
+	// one, playback is open to every client that reaches http.listen.
+	Token string `mapstructure:"token"`
+	// TokenFile names a file holding the token.
+	TokenFile string `mapstructure:"token_file"`
+	// Mode is relay or proxy, for streams that do not set whep_mode.
+	Mode string `mapstructure:"mode"`
+}
+
 // Log configures logging (log/slog to stderr).
 // Stream is one stream the daemon publishes: its sources' tracks become
 // published tracks named <name>-video and <name>-audio unless named here.
@@ -133,13 +186,25 @@ type Stream struct {
 	// Name identifies the stream (letters, digits, '.', '_', '-'; at most 64).
 	Name string `mapstructure:"name"`
 	// Source is one source URL; Sources lists several (a video file and an
-	// audio file, say). Schemes: rtp://, sdp://, file://.
+	// audio file, say). Schemes: rtp://, sdp://, file://. Source "whip"
+	// (SourceWHIP) makes a stream fed by WHIP publishers.
 	Source  string   `mapstructure:"source"`
 	Sources []string `mapstructure:"sources"`
 	// VideoTrack and AudioTrack name the published tracks.
 	VideoTrack string `mapstructure:"video_track"`
 	AudioTrack string `mapstructure:"audio_track"`
+	// WHIPMode and WHEPMode override whip.mode (WHIP streams only) and
+	// whep.mode for this stream.
+	WHIPMode string `mapstructure:"whip_mode"`
+	WHEPMode string `mapstructure:"whep_mode"`
+	// WHIPToken and WHEPToken override whip.token (WHIP streams only) and
+	// whep.token for this stream.
+	WHIPToken string `mapstructure:"whip_token"`
+	WHEPToken string `mapstructure:"whep_token"`
 }
+
+// IsWHIP reports whether WHIP publishers feed the stream (source: whip).
+func (s Stream) IsWHIP() bool { return s.Source == SourceWHIP && len(s.Sources) == 0 }
 
 // SourceURLs returns the stream's source URLs: Source, then Sources.
 func (s Stream) SourceURLs() []string {
@@ -182,6 +247,8 @@ func Default() *Config {
 			SessionReuseWindow: 30 * time.Second,
 			RateLimit:          50,
 		},
+		WHIP:    WHIP{Mode: ModeRelay, AllowAnyStream: true, OnConflict: ConflictReject},
+		WHEP:    WHEP{Mode: ModeRelay},
 		Log:     Log{Level: "info", Format: "text"},
 		Streams: []Stream{},
 		Record: Record{

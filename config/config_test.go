@@ -113,6 +113,14 @@ sfu:
   connect_wait: 3s
   session_reuse_window: 10s
   rate_limit: 12.5
+whip:
+  token: pub-token
+  mode: proxy
+  allow_any_stream: false
+  on_conflict: replace
+whep:
+  token: play-token
+  mode: proxy
 log:
   level: debug
   format: json
@@ -120,8 +128,14 @@ streams:
   - name: cam1
     source: rtp://0.0.0.0:5004?codec=vp8&pt=96
     video_track: front-door
+    whep_mode: relay
   - name: demo
     sources: ["file:///srv/demo.ivf?loop=true", "file:///srv/demo.ogg?loop=true"]
+  - name: studio
+    source: whip
+    whip_mode: relay
+    whip_token: studio-pub
+    whep_token: studio-play
 record:
   dir: /var/lib/rtgate/recordings
   format: mkv
@@ -148,8 +162,9 @@ forwards:
 `
 
 var fullStreams = []Stream{
-	{Name: "cam1", Source: "rtp://0.0.0.0:5004?codec=vp8&pt=96", VideoTrack: "front-door"},
+	{Name: "cam1", Source: "rtp://0.0.0.0:5004?codec=vp8&pt=96", VideoTrack: "front-door", WHEPMode: "relay"},
 	{Name: "demo", Sources: []string{"file:///srv/demo.ivf?loop=true", "file:///srv/demo.ogg?loop=true"}},
+	{Name: "studio", Source: "whip", WHIPMode: "relay", WHIPToken: "studio-pub", WHEPToken: "studio-play"},
 }
 
 var (
@@ -190,6 +205,8 @@ func fullConfig() Config {
 			SessionReuseWindow: 10 * time.Second,
 			RateLimit:          12.5,
 		},
+		WHIP:       WHIP{Token: "pub-token", Mode: "proxy", AllowAnyStream: false, OnConflict: "replace"},
+		WHEP:       WHEP{Token: "play-token", Mode: "proxy"},
 		Log:        Log{Level: "debug", Format: "json"},
 		Streams:    fullStreams,
 		Record:     fullRecord,
@@ -211,8 +228,8 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 	for _, k := range Keys() {
-		if k == "realtime.app_secret_file" {
-			continue // not in the file
+		if strings.HasSuffix(k, "_file") {
+			continue // not in the file: they conflict with the values set
 		}
 		if src := cfg.Source(k); src != "config file" {
 			t.Errorf("Source(%q) = %q, want config file", k, src)
@@ -273,10 +290,17 @@ func TestEnv(t *testing.T) {
 		"RTGATE_SFU_CONNECT_WAIT":           "3s",
 		"RTGATE_SFU_SESSION_REUSE_WINDOW":   "10s",
 		"RTGATE_SFU_RATE_LIMIT":             "12.5",
+		"RTGATE_WHIP_TOKEN":                 "pub-token",
+		"RTGATE_WHIP_MODE":                  "proxy",
+		"RTGATE_WHIP_ALLOW_ANY_STREAM":      "false",
+		"RTGATE_WHIP_ON_CONFLICT":           "replace",
+		"RTGATE_WHEP_TOKEN":                 "play-token",
+		"RTGATE_WHEP_MODE":                  "proxy",
 		"RTGATE_LOG_LEVEL":                  "debug",
 		"RTGATE_LOG_FORMAT":                 "json",
-		"RTGATE_STREAMS": `[{"name":"cam1","source":"rtp://0.0.0.0:5004?codec=vp8&pt=96","video_track":"front-door"},
-			{"name":"demo","sources":["file:///srv/demo.ivf?loop=true","file:///srv/demo.ogg?loop=true"]}]`,
+		"RTGATE_STREAMS": `[{"name":"cam1","source":"rtp://0.0.0.0:5004?codec=vp8&pt=96","video_track":"front-door","whep_mode":"relay"},
+			{"name":"demo","sources":["file:///srv/demo.ivf?loop=true","file:///srv/demo.ogg?loop=true"]},
+			{"name":"studio","source":"whip","whip_mode":"relay","whip_token":"studio-pub","whep_token":"studio-play"}]`,
 		"RTGATE_RECORD_DIR":               "/var/lib/rtgate/recordings",
 		"RTGATE_RECORD_FORMAT":            "mkv",
 		"RTGATE_RECORD_TEMPLATE":          "{stream}/{start}",
@@ -290,9 +314,10 @@ func TestEnv(t *testing.T) {
 			{"name":"call","session":"0123abcd","tracks":["mic","camera"],"format":"webm","segment_duration":"1h"}]`,
 		"RTGATE_FORWARDS": `[{"name":"cam1-out","stream":"cam1","to":"rtp://127.0.0.1:5004","sdp":"/run/rtgate/cam1.sdp"}]`,
 	}
-	// Every key but realtime.app_secret_file, which conflicts with
-	// app_secret (TestResolveSecret sets it through the environment).
-	if len(env) != len(Keys())-1 {
+	// Every key but the *_file keys, which conflict with the values set
+	// (TestResolveSecret and TestWISHTokens set them through the
+	// environment).
+	if len(env) != len(Keys())-3 {
 		t.Fatalf("test covers %d keys, schema has %d", len(env), len(Keys()))
 	}
 	for k, v := range env {

@@ -577,10 +577,11 @@ func decodeErrors(key string, raw any, err error) Errors {
 }
 
 // sensitive reports whether a key path's value must not appear in messages:
-// the app secret and TURN credentials (also inside the JSON text of
-// RTGATE_WEBRTC_ICE_SERVERS).
+// the app secret, TURN credentials (also inside the JSON text of
+// RTGATE_WEBRTC_ICE_SERVERS) and WHIP/WHEP tokens.
 func sensitive(path string) bool {
-	return path == "realtime.app_secret" || path == "webrtc.ice_servers" || strings.HasSuffix(path, ".credential")
+	return path == "realtime.app_secret" || path == "webrtc.ice_servers" || strings.HasSuffix(path, ".credential") ||
+		strings.HasSuffix(path, ".token") || strings.HasSuffix(path, "_token")
 }
 
 func isJoin(err error) bool {

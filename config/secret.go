@@ -48,26 +48,44 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // file that cannot be read or is empty; the errors are *FieldError. With
 // neither set it returns the zero Secret and no error.
 func (c *Config) ResolveSecret() (Secret, error) {
-	r := c.Realtime
+	return c.resolvePair("realtime.app_secret", "realtime.app_secret_file", c.Realtime.AppSecret, c.Realtime.AppSecretFile)
+}
+
+// ResolveWHIPToken returns the bearer token of WHIP publishers: whip.token
+// or the contents of whip.token_file, as ResolveSecret does for the app
+// secret. With neither set it returns the zero Secret.
+func (c *Config) ResolveWHIPToken() (Secret, error) {
+	return c.resolvePair("whip.token", "whip.token_file", c.WHIP.Token, c.WHIP.TokenFile)
+}
+
+// ResolveWHEPToken returns the bearer token of WHEP viewers: whep.token or
+// the contents of whep.token_file.
+func (c *Config) ResolveWHEPToken() (Secret, error) {
+	return c.resolvePair("whep.token", "whep.token_file", c.WHEP.Token, c.WHEP.TokenFile)
+}
+
+// resolvePair reads a secret that is set either directly (key valueKey)
+// or as the name of a file holding it (key fileKey).
+func (c *Config) resolvePair(valueKey, fileKey, value, file string) (Secret, error) {
 	switch {
-	case r.AppSecret != "" && r.AppSecretFile != "":
-		return Secret{}, &FieldError{Key: "realtime.app_secret_file", Value: formatValue(r.AppSecretFile),
-			Msg: fmt.Sprintf("cannot be set together with realtime.app_secret (%s): set one of them",
-				orConfig(c.Source("realtime.app_secret")))}
-	case r.AppSecret != "":
-		return Secret{Value: r.AppSecret, Source: orConfig(c.Source("realtime.app_secret"))}, nil
-	case r.AppSecretFile != "":
-		data, err := os.ReadFile(r.AppSecretFile)
+	case value != "" && file != "":
+		return Secret{}, &FieldError{Key: fileKey, Value: formatValue(file),
+			Msg: fmt.Sprintf("cannot be set together with %s (%s): set one of them",
+				valueKey, orConfig(c.Source(valueKey)))}
+	case value != "":
+		return Secret{Value: value, Source: orConfig(c.Source(valueKey))}, nil
+	case file != "":
+		data, err := os.ReadFile(file)
 		if err != nil {
-			return Secret{}, &FieldError{Key: "realtime.app_secret_file", Value: formatValue(r.AppSecretFile),
+			return Secret{}, &FieldError{Key: fileKey, Value: formatValue(file),
 				Msg: fmt.Sprintf("cannot read the secret: %v", err)}
 		}
-		value := strings.TrimRightFunc(string(data), unicode.IsSpace)
-		if value == "" {
-			return Secret{}, &FieldError{Key: "realtime.app_secret_file", Value: formatValue(r.AppSecretFile),
+		v := strings.TrimRightFunc(string(data), unicode.IsSpace)
+		if v == "" {
+			return Secret{}, &FieldError{Key: fileKey, Value: formatValue(file),
 				Msg: "the file is empty"}
 		}
-		return Secret{Value: value, Source: "file " + r.AppSecretFile}, nil
+		return Secret{Value: v, Source: "file " + file}, nil
 	}
 	return Secret{}, nil
 }

@@ -116,6 +116,8 @@ func (c *Config) Validate() error {
 		v.add("sfu.rate_limit", r, "must be a positive number of API calls per second")
 	}
 
+	c.validateWISH(v)
+
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		v.add("log.level", c.Log.Level, "must be debug, info, warn or error")
 	}
@@ -155,10 +157,18 @@ func (c *Config) validateStreams(v *validator) {
 		if len(urls) == 0 {
 			v.add(key+".source", "", "is required (or sources: a list)")
 		}
+		c.validateStreamWISH(v, key, s)
+		if s.IsWHIP() {
+			urls = nil // fed by WHIP publishers: no URL to check
+		}
 		for j, u := range urls {
 			k := key + ".source"
 			if s.Source == "" || j > 0 {
 				k = fmt.Sprintf("%s.sources[%d]", key, j-btoi(s.Source != ""))
+			}
+			if u == SourceWHIP {
+				v.add(k, u, "a WHIP stream has source: whip and no other source")
+				continue
 			}
 			if err := CheckSource(u); err != nil {
 				v.add(k, u, "%v", err)
@@ -179,6 +189,67 @@ func (c *Config) validateStreams(v *validator) {
 				continue
 			}
 			tracks[name] = key
+		}
+	}
+}
+
+// validateWISH checks the whip and whep sections.
+func (c *Config) validateWISH(v *validator) {
+	v.mode("whip.mode", c.WHIP.Mode, false)
+	v.mode("whep.mode", c.WHEP.Mode, false)
+	if o := c.WHIP.OnConflict; o != ConflictReject && o != ConflictReplace {
+		v.add("whip.on_conflict", o, "must be %s or %s", ConflictReject, ConflictReplace)
+	}
+	for _, r := range []struct {
+		key     string
+		resolve func() (Secret, error)
+	}{{"whip.token", c.ResolveWHIPToken}, {"whep.token", c.ResolveWHEPToken}} {
+		s, err := r.resolve()
+		var fe *FieldError
+		switch {
+		case errors.As(err, &fe):
+			v.errs = append(v.errs, fe)
+		case err != nil:
+			v.errs = append(v.errs, &FieldError{Key: r.key + "_file", Msg: err.Error()})
+		default:
+			v.token(r.key, s.Value)
+		}
+	}
+}
+
+// validateStreamWISH checks the WHIP and WHEP keys of streams[i] (key).
+func (c *Config) validateStreamWISH(v *validator, key string, s Stream) {
+	v.mode(key+".whip_mode", s.WHIPMode, true)
+	v.mode(key+".whep_mode", s.WHEPMode, true)
+	v.token(key+".whip_token", s.WHIPToken)
+	v.token(key+".whep_token", s.WHEPToken)
+	if s.IsWHIP() {
+		return
+	}
+	if s.WHIPMode != "" {
+		v.add(key+".whip_mode", s.WHIPMode, "applies to WHIP streams only (source: whip)")
+	}
+	if s.WHIPToken != "" {
+		v.errs = append(v.errs, &FieldError{Key: key + ".whip_token", Msg: "applies to WHIP streams only (source: whip)"})
+	}
+}
+
+// mode checks a WHIP/WHEP mode; optional allows "" (inherit the global one).
+func (v *validator) mode(key, m string, optional bool) {
+	if m == ModeRelay || m == ModeProxy || (optional && m == "") {
+		return
+	}
+	v.add(key, m, "must be %s or %s", ModeRelay, ModeProxy)
+}
+
+// token checks a bearer token: it travels in an HTTP header, so it is
+// printable ASCII without spaces. The value is never shown.
+func (v *validator) token(key, t string) {
+	for _, r := range t {
+		if r <= ' ' || r > '~' {
+			v.errs = append(v.errs, &FieldError{Key: key,
+				Msg: "must be printable ASCII without spaces (it is sent in an Authorization header)"})
+			return
 		}
 	}
 }

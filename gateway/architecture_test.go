@@ -10,7 +10,9 @@ import (
 // gateway; the embedded SFU imports of gateway only its leaves peer and
 // rtapi (so `rtgate sfu` stands alone); the leaves import nothing of
 // gateway; config is imported by cmd and gateway only; gateway/web (the
-// pages) imports nothing of rtgate.
+// pages) imports nothing of rtgate; gateway/wish (WHIP/WHEP) sees the
+// daemon only through its Registry; gateway/bench (the harness) is
+// imported by cmd only.
 func TestArchitecture(t *testing.T) {
 	const mod = "github.com/rtgate/rtgate/"
 	out, err := exec.Command("go", "list", "-deps", "-test=false",
@@ -51,8 +53,15 @@ func TestArchitecture(t *testing.T) {
 				bad = "gateway/supervise and gateway/notify are leaves"
 			case pkg == "gateway/metrics" && (dep == "gateway" || dep == "config" || strings.HasPrefix(dep, "gateway/sfu")):
 				bad = "gateway/metrics reads pipelines' snapshots; it does not depend on the daemon, config or the SFU"
+			case pkg == "gateway/wish" && (dep == "gateway" || dep == "config" || strings.HasPrefix(dep, "gateway/sfu")):
+				bad = "gateway/wish reaches the SFU through gateway/realtime and the daemon through its Registry; it imports neither the daemon, config nor the embedded SFU"
 			case pkg == "gateway/web":
 				bad = "gateway/web serves files and imports nothing of rtgate"
+			case dep == "gateway/bench" && !strings.HasPrefix(pkg, "cmd"):
+				bad = "the bench harness is wired by cmd only; nothing of the product depends on it"
+			case pkg == "gateway/pull" && (strings.HasPrefix(dep, "gateway") || dep == "config") &&
+				dep != "gateway/peer" && dep != "gateway/realtime" && dep != "gateway/rtapi":
+				bad = "gateway/pull imports only gateway/peer, gateway/realtime and gateway/rtapi of gateway (streams reach it through pull.Resolver)"
 			}
 			if bad != "" {
 				t.Errorf("%s imports %s: %s", pkg, dep, bad)

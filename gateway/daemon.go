@@ -24,6 +24,7 @@ import (
 	"github.com/rtgate/rtgate/gateway/peer"
 	"github.com/rtgate/rtgate/gateway/realtime"
 	"github.com/rtgate/rtgate/gateway/sfu"
+	"github.com/rtgate/rtgate/gateway/wish"
 )
 
 // ShutdownTimeout bounds the graceful HTTP shutdown: requests still running
@@ -50,7 +51,9 @@ type Daemon struct {
 	rtHTTP      *http.Client // rt's; its idle connections are closed on Close
 	realtimeURL string       // rt's base URL
 
-	streams []*stream // configured streams, in configuration order
+	registry *registry     // every stream: configured ones and WHIP-created ones
+	wish     *wish.Handler // WHIP and WHEP
+	outputs  *outputs      // recordings and forwards
 
 	ran       atomic.Bool
 	closeOnce sync.Once
@@ -118,6 +121,12 @@ func New(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 	if err := d.openStreams(); err != nil {
 		return nil, err
 	}
+	if err := d.openWISH(); err != nil {
+		return nil, err
+	}
+	if err := d.openOutputs(); err != nil {
+		return nil, err
+	}
 
 	d.srv = newHTTPServer(d.routes(), logger)
 	ok = true
@@ -172,6 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	served := make(chan error, 1)
 	go func() { served <- serveHTTP(httpCtx, d.srv, d.ln, d.log) }()
 
+	d.startOutputs()
 	streamsCtx, stopStreams := context.WithCancel(ctx)
 	streamsDone := make(chan struct{})
 	go func() {
@@ -187,10 +197,36 @@ func (d *Daemon) Run(ctx context.Context) error {
 		httpRunning = false
 	}
 	stopStreams()
+	// Recordings and forwards close their tracks on the SFU and finalize
+	// their files.
+	outputsDone := make(chan struct{})
+	go func() {
+		defer close(outputsDone)
+		if err := d.stopOutputs(); err != nil {
+			d.log.Error("closing recordings and forwards", "err", err)
+		}
+	}()
+	// WHIP publishers and WHEP viewers close their tracks on the SFU too,
+	// while the HTTP server (the embedded SFU's API) still serves.
+	wishDone := make(chan struct{})
+	go func() {
+		defer close(wishDone)
+		d.wish.Close()
+	}()
 	select {
 	case <-streamsDone:
 	case <-time.After(streamStopTimeout):
 		d.log.Warn("streams did not stop in time", "timeout", streamStopTimeout)
+	}
+	select {
+	case <-outputsDone:
+	case <-time.After(streamStopTimeout):
+		d.log.Warn("recordings and forwards did not stop in time", "timeout", streamStopTimeout)
+	}
+	select {
+	case <-wishDone:
+	case <-time.After(streamStopTimeout):
+		d.log.Warn("WHIP/WHEP sessions did not end in time", "timeout", streamStopTimeout)
 	}
 	if httpRunning {
 		stopHTTP(context.Cause(ctx))
@@ -204,7 +240,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 // connections. Run calls it; it is safe to call more than once.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
+		if d.wish != nil {
+			d.wish.Close() // before the SFU and the UDP port go
+		}
+		// Without Run the outputs never started; closing finalizes nothing
+		// then, but releases their sockets and writer goroutines.
+		var outErr error
+		if d.outputs != nil {
+			d.outputs.group.Stop()
+			outErr = d.outputs.closeSinks()
+		}
 		errs := closeServing(d.ln, d.sfu)
+		if outErr != nil {
+			errs = append(errs, outErr)
+		}
 		if err := d.closeStreams(); err != nil {
 			errs = append(errs, err)
 		}

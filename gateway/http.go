@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rtgate/rtgate/gateway/sfu"
+	"github.com/rtgate/rtgate/gateway/web"
 )
 
 // routes is the daemon's HTTP mux, the one place its endpoints are
@@ -18,12 +19,24 @@ import (
 //
 //	GET /healthz            200 "ok" while the daemon runs
 //	GET /api/streams        every stream's state and counters (JSON)
+//	GET /api/recordings     every recording's state, pull and files (JSON)
+//	GET /api/forwards       every forward's state, pull and counters (JSON)
 //	/v1/apps/{appId}/...    the embedded SFU's Realtime API (embedded only)
 //	/apps/{appId}/...       the same, without the version prefix
+//	GET /, /watch/{stream}, /publish/{stream}, /static/...
+//	                        the built-in pages (gateway/web)
+//	/whip/{stream}[/{id}]   WHIP ingest (POST, PATCH, DELETE, OPTIONS)
+//	/whep/{stream}[/{id}]   WHEP playback (same methods)
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
 	mux.HandleFunc("GET /api/streams", d.handleStreams)
+	mux.HandleFunc("GET /api/recordings", d.handleOutputs(KindRecording, "recordings"))
+	mux.HandleFunc("GET /api/forwards", d.handleOutputs(KindForward, "forwards"))
+	web.Register(mux)
+	if d.wish != nil {
+		d.wish.Register(mux)
+	}
 	if d.sfu != nil {
 		mountSFU(mux, d.sfu)
 	}

@@ -73,6 +73,7 @@ func newRootCommand(a *app) *cobra.Command {
 	root.AddCommand(
 		newRunCommand(a),
 		newPublishCommand(a),
+		newRecordCommand(a),
 		newDevicesCommand(a),
 		newSFUCommand(a),
 		newCheckCommand(a),
@@ -112,7 +113,7 @@ func addRealtimeFlags(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	addConfigFlag(fs)
 	fs.String("realtime-url", config.Default().Realtime.URL,
-		`"embedded" or the Realtime API base URL including /v1,\ne.g. https://rtc.live.cloudflare.com/v1 (realtime.url)`)
+		"\"embedded\" or the Realtime API base URL including /v1,\ne.g. https://rtc.live.cloudflare.com/v1 (realtime.url)")
 	config.BindFlag(fs, "realtime-url", "realtime.url")
 	addAppFlags(fs)
 }

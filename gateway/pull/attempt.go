@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,12 +33,14 @@ type attempt struct {
 	mu      sync.Mutex
 	closing bool
 	byMid   map[string]*binding
-	changed chan struct{} // closed and replaced when byMid grows
-	refused []*binding    // bindings the sink refused, for Run's goroutine
-	notify  chan struct{} // a refusal is waiting (capacity 1)
-	closed  chan struct{}
-	states  chan webrtc.PeerConnectionState
-	wg      sync.WaitGroup // readers and RTCP readers
+	changed chan struct{} // closed and replaced when byMid grows or a binding starts
+	// firstTrack is when the attempt's first track started (gather).
+	firstTrack time.Time
+	refused    []*binding    // bindings the sink refused, for Run's goroutine
+	notify     chan struct{} // a refusal is waiting (capacity 1)
+	closed     chan struct{}
+	states     chan webrtc.PeerConnectionState
+	wg         sync.WaitGroup // readers and RTCP readers
 }
 
 func (p *Pull) newAttempt() (*attempt, error) {
@@ -289,10 +293,16 @@ func (a *attempt) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) 
 		return
 	}
 	b.started, b.remote = true, remote
+	if a.firstTrack.IsZero() {
+		a.firstTrack = time.Now()
+	}
+	close(a.changed)
+	a.changed = make(chan struct{})
 	a.mu.Unlock()
 	defer close(b.done)
 
 	b.ssrc.Store(uint32(remote.SSRC()))
+	a.gather(b)
 	idx, err := a.p.addToSink(b, remote.Codec())
 	if err != nil {
 		a.p.mu.Lock()
@@ -315,6 +325,62 @@ func (a *attempt) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) 
 	b.t.cur.Store(b)
 	defer b.t.cur.CompareAndSwap(b, nil)
 	b.read(remote, idx)
+}
+
+// gatherWait bounds how long the first track of an attempt waits for the
+// others before it enters the sink.
+const gatherWait = time.Second
+
+// gather lets a sink learn every track of a pull before the first packet:
+// pion starts each track at its own first packet, but a recorder opens one
+// file for all of them (audio first would make an audio-only file, then a
+// second one when the video comes) and a forward writes one SDP file. So
+// a track new to the sink waits, at most gatherWait from the attempt's
+// first track, for the attempt's other bound tracks to start (its packets
+// wait in pion's buffers meanwhile), and then every started track enters
+// the sink together, in mid order. Tracks that were in the sink before (a
+// re-pull) do not wait.
+func (a *attempt) gather(b *binding) {
+	a.p.mu.Lock()
+	known := b.t.index >= 0
+	a.p.mu.Unlock()
+	if known {
+		return
+	}
+	a.mu.Lock()
+	deadline := a.firstTrack.Add(gatherWait)
+	a.mu.Unlock()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		a.mu.Lock()
+		all, ch := true, a.changed
+		var started []*binding
+		for _, x := range a.byMid {
+			if x.started {
+				started = append(started, x)
+			} else if !x.stop.Load() {
+				all = false
+			}
+		}
+		a.mu.Unlock()
+		if all || time.Now().After(deadline) {
+			slices.SortFunc(started, func(x, y *binding) int { return strings.Compare(x.mid, y.mid) })
+			for _, x := range started {
+				if x != b {
+					// Its own reader repeats this and gets the same answer.
+					_, _ = a.p.addToSink(x, x.remote.Codec())
+				}
+			}
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+		case <-a.closed:
+			return
+		}
+	}
 }
 
 // waitBinding returns the binding of a mid, waiting for PullTracks to

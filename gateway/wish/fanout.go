@@ -1,0 +1,323 @@
+package wish
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/rtgate/rtgate/bridge"
+)
+
+// fanout is the bridge.Sink of a relay WHEP stream: rtgate pulls the
+// stream once, and each pulled track becomes a fanTrack, one TrackLocal
+// bound to the PeerConnection of every viewer.
+type fanout struct {
+	stream     string
+	kfInterval time.Duration
+	// onCodecChange runs when a kind's codec changed: viewers negotiated
+	// the old one and cannot follow. It must not block.
+	onCodecChange func()
+
+	mu     sync.Mutex
+	byKind map[string]*fanTrack
+	wake   chan struct{} // closed and replaced when a track comes or goes
+
+	slots atomic.Pointer[[]*fanTrack] // by AddTrack index; copy on write
+}
+
+func newFanout(stream string, kfInterval time.Duration, onCodecChange func()) *fanout {
+	f := &fanout{stream: stream, kfInterval: kfInterval, onCodecChange: onCodecChange,
+		byKind: map[string]*fanTrack{}, wake: make(chan struct{})}
+	f.slots.Store(&[]*fanTrack{})
+	return f
+}
+
+// AddTrack starts (or resumes, when the kind's codec is unchanged) the
+// fanTrack of the track's kind.
+func (f *fanout) AddTrack(t bridge.SinkTrack) (int, error) {
+	f.mu.Lock()
+	ft := f.byKind[t.Kind]
+	changed := false
+	if ft == nil || !sameCodecs(ft.codec, t.Codec) {
+		changed = ft != nil
+		ft = newFanTrack(f.stream, t.Kind, t.Codec, f.kfInterval)
+		f.byKind[t.Kind] = ft
+	}
+	ft.resume(t.RequestKeyframe)
+	old := *f.slots.Load()
+	slots := make([]*fanTrack, len(old), len(old)+1)
+	copy(slots, old)
+	slots = append(slots, ft)
+	f.slots.Store(&slots)
+	f.notify()
+	f.mu.Unlock()
+	if changed && f.onCodecChange != nil {
+		f.onCodecChange()
+	}
+	return len(slots) - 1, nil
+}
+
+// WriteRTP hands a packet to its fanTrack: no lock, no allocation.
+func (f *fanout) WriteRTP(track int, pkt *rtp.Packet) error {
+	if slots := *f.slots.Load(); track >= 0 && track < len(slots) {
+		slots[track].write(pkt)
+	}
+	return nil
+}
+
+// WriteSenderReport is not needed: each viewer's PeerConnection sends its
+// own sender reports for what it sends.
+func (f *fanout) WriteSenderReport(int, uint64, uint32) {}
+
+// RemoveTrack marks the track's upstream gone; its viewers stay bound and
+// resume when the pull adds the kind again.
+func (f *fanout) RemoveTrack(track int) {
+	if slots := *f.slots.Load(); track >= 0 && track < len(slots) {
+		slots[track].pause()
+		f.mu.Lock()
+		f.notify()
+		f.mu.Unlock()
+	}
+}
+
+// Close does nothing: viewers own their PeerConnections.
+func (f *fanout) Close() error { return nil }
+
+func (f *fanout) notify() {
+	close(f.wake)
+	f.wake = make(chan struct{})
+}
+
+// waitTracks waits until want tracks are live or ctx ends, and returns the
+// live ones.
+func (f *fanout) waitTracks(ctx context.Context, want int) []*fanTrack {
+	for {
+		f.mu.Lock()
+		var live []*fanTrack
+		for _, k := range []string{bridge.KindVideo, bridge.KindAudio} {
+			if ft := f.byKind[k]; ft != nil && ft.live.Load() {
+				live = append(live, ft)
+			}
+		}
+		wake := f.wake
+		f.mu.Unlock()
+		if len(live) >= want && want > 0 {
+			return live
+		}
+		select {
+		case <-ctx.Done():
+			return live
+		case <-wake:
+		}
+	}
+}
+
+// fanTrack is one track of a relay WHEP stream as a TrackLocal: bound to
+// every viewer, it writes each packet to each binding with the binding's
+// SSRC and payload type, the way the SFU's forwarding does.
+type fanTrack struct {
+	id, streamID string
+	kind         webrtc.RTPCodecType
+	codec        bridge.Codec
+	kfInterval   time.Duration
+
+	binds  atomic.Pointer[[]*fanBinding] // copy on write
+	bindMu sync.Mutex
+
+	live       atomic.Bool
+	keyframe   atomic.Pointer[func()] // the upstream's keyframe request
+	lastPLI    atomic.Int64
+	pliPending atomic.Bool
+	packets    atomic.Uint64
+
+	// Used by the one goroutine that writes (the pull's reader).
+	hdr  rtp.Header // scratch: a header passed to a writer escapes, so it lives here
+	cont rebase
+}
+
+type fanBinding struct {
+	id   string
+	ssrc uint32
+	pt   uint8
+	w    webrtc.TrackLocalWriter
+}
+
+func newFanTrack(stream, kind string, c bridge.Codec, kfInterval time.Duration) *fanTrack {
+	k := webrtc.RTPCodecTypeVideo
+	if kind == bridge.KindAudio {
+		k = webrtc.RTPCodecTypeAudio
+	}
+	ft := &fanTrack{id: stream + "-" + kind, streamID: stream, kind: k, codec: c, kfInterval: kfInterval,
+		cont: rebase{clock: c.ClockRate}}
+	ft.binds.Store(&[]*fanBinding{})
+	return ft
+}
+
+// resume attaches a (new) upstream: the next packet is rebased onto the
+// last one sent, so viewers see one stream.
+func (ft *fanTrack) resume(keyframe func()) {
+	if keyframe != nil {
+		ft.keyframe.Store(&keyframe)
+	} else {
+		ft.keyframe.Store(nil)
+	}
+	ft.cont.restart()
+	ft.live.Store(true)
+}
+
+func (ft *fanTrack) pause() {
+	ft.live.Store(false)
+	ft.keyframe.Store(nil)
+}
+
+// write forwards one packet to every viewer.
+func (ft *fanTrack) write(pkt *rtp.Packet) {
+	h := &ft.hdr
+	*h = pkt.Header
+	ft.cont.apply(h, time.Now().UnixNano())
+	// Header extension ids belong to the pull's negotiation, not the
+	// viewers'.
+	h.Extension = false
+	h.Extensions = nil
+	ft.packets.Add(1)
+	for _, b := range *ft.binds.Load() {
+		h.SSRC = b.ssrc
+		h.PayloadType = b.pt
+		_, _ = b.w.WriteRTP(h, pkt.Payload)
+	}
+}
+
+// requestKeyframe asks the upstream for a keyframe: at most one request
+// per kfInterval; one inside the window is sent at its end, so a viewer
+// that joins just after another still gets its keyframe promptly.
+func (ft *fanTrack) requestKeyframe() {
+	if ft.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := ft.lastPLI.Load()
+	wait := time.Duration(last + int64(ft.kfInterval) - now)
+	if wait <= 0 {
+		if ft.lastPLI.CompareAndSwap(last, now) {
+			if kf := ft.keyframe.Load(); kf != nil {
+				(*kf)()
+			}
+		}
+		return
+	}
+	if ft.pliPending.CompareAndSwap(false, true) {
+		time.AfterFunc(wait, func() {
+			ft.pliPending.Store(false)
+			ft.requestKeyframe()
+		})
+	}
+}
+
+func (ft *fanTrack) ID() string                { return ft.id }
+func (ft *fanTrack) RID() string               { return "" }
+func (ft *fanTrack) StreamID() string          { return ft.streamID }
+func (ft *fanTrack) Kind() webrtc.RTPCodecType { return ft.kind }
+
+// Bind picks the track's codec among the viewer's and starts writing to
+// it; a new viewer wants a keyframe now.
+func (ft *fanTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec, ok := pickCodec(ft.codec, ctx.CodecParameters())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	b := &fanBinding{id: ctx.ID(), ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), w: ctx.WriteStream()}
+	ft.bindMu.Lock()
+	old := *ft.binds.Load()
+	next := make([]*fanBinding, 0, len(old)+1)
+	next = append(append(next, old...), b)
+	ft.binds.Store(&next)
+	ft.bindMu.Unlock()
+	ft.requestKeyframe()
+	return codec, nil
+}
+
+// Unbind stops writing to a viewer.
+func (ft *fanTrack) Unbind(ctx webrtc.TrackLocalContext) error {
+	ft.bindMu.Lock()
+	defer ft.bindMu.Unlock()
+	old := *ft.binds.Load()
+	next := make([]*fanBinding, 0, len(old))
+	for _, b := range old {
+		if b.id != ctx.ID() {
+			next = append(next, b)
+		}
+	}
+	ft.binds.Store(&next)
+	return nil
+}
+
+// pickCodec finds the track's codec among those a viewer negotiated.
+func pickCodec(c bridge.Codec, cands []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	kind, _, _ := cutMime(c.MimeType)
+	var fallback *webrtc.RTPCodecParameters
+	for i := range cands {
+		cand := cands[i]
+		if !strings.EqualFold(cand.MimeType, c.MimeType) {
+			continue
+		}
+		_, name, _ := cutMime(cand.MimeType)
+		if sameCodec(kind, codecDesc{name: name, clock: cand.ClockRate, fmtp: cand.SDPFmtpLine}, c) {
+			return cand, true
+		}
+		if fallback == nil && !strings.EqualFold(name, "H264") {
+			fallback = &cands[i]
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return webrtc.RTPCodecParameters{}, false
+}
+
+// rebase keeps a fanTrack one continuous RTP stream while its upstream
+// changes (a new pull after the publisher's session was replaced): a new
+// upstream's sequence numbers continue at last+1 and its timestamps at
+// last plus the wall time that passed. It is the arithmetic of publish's
+// continuity, applied after the pull instead of before the publish.
+type rebase struct {
+	clock          uint32
+	started, again bool
+	ssrc           uint32
+	seqOff         uint16
+	tsOff          uint32
+	lastSeq        uint16
+	lastTS         uint32
+	lastWall       int64
+}
+
+func (c *rebase) restart() { c.again = true }
+
+func (c *rebase) apply(h *rtp.Header, now int64) {
+	switch {
+	case !c.started:
+		c.started = true
+		c.again = false
+		c.ssrc = h.SSRC
+	case c.again || h.SSRC != c.ssrc:
+		c.again = false
+		c.ssrc = h.SSRC
+		c.seqOff = c.lastSeq + 1 - h.SequenceNumber
+		elapsed := uint32(1)
+		if d := now - c.lastWall; d > 0 {
+			if ticks := uint64(d) * uint64(c.clock) / 1e9; ticks > 1 && ticks < 1<<31 {
+				elapsed = uint32(ticks)
+			}
+		}
+		c.tsOff = c.lastTS + elapsed - h.Timestamp
+	}
+	h.SequenceNumber += c.seqOff
+	h.Timestamp += c.tsOff
+	if c.lastWall == 0 || int16(h.SequenceNumber-c.lastSeq) > 0 {
+		c.lastSeq, c.lastTS, c.lastWall = h.SequenceNumber, h.Timestamp, now
+	}
+}
