@@ -35,9 +35,13 @@ type Config struct {
 	Streams  []Stream `mapstructure:"streams"`
 	// Record holds the defaults of every recording; Recordings and
 	// Forwards are the pipelines that pull tracks out of the SFU.
-	Record     Record      `mapstructure:"record"`
-	Recordings []Recording `mapstructure:"recordings"`
-	Forwards   []Forward   `mapstructure:"forwards"`
+	// API protects the control API; ShutdownTimeout bounds a graceful
+	// stop.
+	API             API           `mapstructure:"api"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	Record          Record        `mapstructure:"record"`
+	Recordings      []Recording   `mapstructure:"recordings"`
+	Forwards        []Forward     `mapstructure:"forwards"`
 
 	// sources maps each key path to where its value came from; set by Load.
 	sources map[string]string
@@ -149,6 +153,16 @@ const (
 // (POST /whip/{name}) instead of a source URL.
 const SourceWHIP = "whip"
 
+// API configures the control API (POST and DELETE on /api/streams,
+// /api/recordings and /api/forwards).
+type API struct {
+	// Token is the bearer token those calls need (ResolveAPIToken).
+	// Without one, only clients on loopback may change anything.
+	Token string `mapstructure:"token"`
+	// TokenFile names a file holding the token.
+	TokenFile string `mapstructure:"token_file"`
+}
+
 // WHIP configures WHIP ingest (RFC 9725) at POST /whip/{stream}.
 type WHIP struct {
 	// Token is the bearer token publishers send. Use ResolveWHIPToken to
@@ -247,10 +261,11 @@ func Default() *Config {
 			SessionReuseWindow: 30 * time.Second,
 			RateLimit:          50,
 		},
-		WHIP:    WHIP{Mode: ModeRelay, AllowAnyStream: true, OnConflict: ConflictReject},
-		WHEP:    WHEP{Mode: ModeRelay},
-		Log:     Log{Level: "info", Format: "text"},
-		Streams: []Stream{},
+		WHIP:            WHIP{Mode: ModeRelay, AllowAnyStream: true, OnConflict: ConflictReject},
+		WHEP:            WHEP{Mode: ModeRelay},
+		Log:             Log{Level: "info", Format: "text"},
+		Streams:         []Stream{},
+		ShutdownTimeout: 15 * time.Second,
 		Record: Record{
 			Dir:             "recordings",
 			Format:          "auto",

@@ -121,6 +121,9 @@ whip:
 whep:
   token: play-token
   mode: proxy
+api:
+  token: api-token
+shutdown_timeout: 20s
 log:
   level: debug
   format: json
@@ -205,13 +208,15 @@ func fullConfig() Config {
 			SessionReuseWindow: 10 * time.Second,
 			RateLimit:          12.5,
 		},
-		WHIP:       WHIP{Token: "pub-token", Mode: "proxy", AllowAnyStream: false, OnConflict: "replace"},
-		WHEP:       WHEP{Token: "play-token", Mode: "proxy"},
-		Log:        Log{Level: "debug", Format: "json"},
-		Streams:    fullStreams,
-		Record:     fullRecord,
-		Recordings: fullRecordings,
-		Forwards:   fullForwards,
+		WHIP:            WHIP{Token: "pub-token", Mode: "proxy", AllowAnyStream: false, OnConflict: "replace"},
+		WHEP:            WHEP{Token: "play-token", Mode: "proxy"},
+		API:             API{Token: "api-token"},
+		ShutdownTimeout: 20 * time.Second,
+		Log:             Log{Level: "debug", Format: "json"},
+		Streams:         fullStreams,
+		Record:          fullRecord,
+		Recordings:      fullRecordings,
+		Forwards:        fullForwards,
 	}
 }
 
@@ -301,6 +306,8 @@ func TestEnv(t *testing.T) {
 		"RTGATE_STREAMS": `[{"name":"cam1","source":"rtp://0.0.0.0:5004?codec=vp8&pt=96","video_track":"front-door","whep_mode":"relay"},
 			{"name":"demo","sources":["file:///srv/demo.ivf?loop=true","file:///srv/demo.ogg?loop=true"]},
 			{"name":"studio","source":"whip","whip_mode":"relay","whip_token":"studio-pub","whep_token":"studio-play"}]`,
+		"RTGATE_API_TOKEN":                "api-token",
+		"RTGATE_SHUTDOWN_TIMEOUT":         "20s",
 		"RTGATE_RECORD_DIR":               "/var/lib/rtgate/recordings",
 		"RTGATE_RECORD_FORMAT":            "mkv",
 		"RTGATE_RECORD_TEMPLATE":          "{stream}/{start}",
@@ -317,7 +324,7 @@ func TestEnv(t *testing.T) {
 	// Every key but the *_file keys, which conflict with the values set
 	// (TestResolveSecret and TestWISHTokens set them through the
 	// environment).
-	if len(env) != len(Keys())-3 {
+	if len(env) != len(Keys())-4 {
 		t.Fatalf("test covers %d keys, schema has %d", len(env), len(Keys()))
 	}
 	for k, v := range env {

@@ -100,7 +100,18 @@ func parseLevel(s string) (slog.Level, error) {
 
 // NewLogger returns a logger writing to w at log.level in log.format.
 func (l Log) NewLogger(w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	return l.NewLoggerLevel(w, nil)
+}
+
+// NewLoggerLevel is NewLogger with its level in lv (set to log.level), so
+// that a reload can change it; a nil lv fixes the level.
+func (l Log) NewLoggerLevel(w io.Writer, lv *slog.LevelVar) *slog.Logger {
+	var level slog.Leveler = l.SlogLevel()
+	if lv != nil {
+		lv.Set(l.SlogLevel())
+		level = lv
+	}
+	opts := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(l.Format, "json") {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

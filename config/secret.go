@@ -64,6 +64,12 @@ func (c *Config) ResolveWHEPToken() (Secret, error) {
 	return c.resolvePair("whep.token", "whep.token_file", c.WHEP.Token, c.WHEP.TokenFile)
 }
 
+// ResolveAPIToken returns the bearer token of the control API: api.token
+// or the contents of api.token_file.
+func (c *Config) ResolveAPIToken() (Secret, error) {
+	return c.resolvePair("api.token", "api.token_file", c.API.Token, c.API.TokenFile)
+}
+
 // resolvePair reads a secret that is set either directly (key valueKey)
 // or as the name of a file holding it (key fileKey).
 func (c *Config) resolvePair(valueKey, fileKey, value, file string) (Secret, error) {

@@ -127,6 +127,7 @@ func (c *Config) Validate() error {
 
 	c.validateStreams(v)
 	c.validateRecord(v)
+	v.positive("shutdown_timeout", c.ShutdownTimeout)
 
 	if len(v.errs) == 0 {
 		return nil
@@ -203,7 +204,7 @@ func (c *Config) validateWISH(v *validator) {
 	for _, r := range []struct {
 		key     string
 		resolve func() (Secret, error)
-	}{{"whip.token", c.ResolveWHIPToken}, {"whep.token", c.ResolveWHEPToken}} {
+	}{{"whip.token", c.ResolveWHIPToken}, {"whep.token", c.ResolveWHEPToken}, {"api.token", c.ResolveAPIToken}} {
 		s, err := r.resolve()
 		var fe *FieldError
 		switch {

@@ -21,10 +21,19 @@ import (
 	"time"
 
 	"github.com/rtgate/rtgate/config"
+	"github.com/rtgate/rtgate/gateway/metrics"
 	"github.com/rtgate/rtgate/gateway/peer"
 	"github.com/rtgate/rtgate/gateway/realtime"
 	"github.com/rtgate/rtgate/gateway/sfu"
+	"github.com/rtgate/rtgate/gateway/supervise"
 	"github.com/rtgate/rtgate/gateway/wish"
+)
+
+// Version and Commit say what was built (rtgate_build_info); the command
+// sets them from its link-time values before New.
+var (
+	Version = "dev"
+	Commit  = "dev"
 )
 
 // ShutdownTimeout bounds the graceful HTTP shutdown: requests still running
@@ -54,8 +63,20 @@ type Daemon struct {
 	registry *registry     // every stream: configured ones and WHIP-created ones
 	wish     *wish.Handler // WHIP and WHEP
 	outputs  *outputs      // recordings and forwards
+	metrics  *metrics.Metrics
+	ready    readiness
+	// group supervises every stream, recording and forward; reload and
+	// the control API add and remove them by kind and name.
+	group *supervise.Group
+	// mu serializes reloads and control API changes; cfg is the
+	// configuration in effect (the file's, plus runtime changes).
+	mu      sync.Mutex
+	runtime map[[2]string]bool // kind, name of pipelines the control API added
 
 	ran       atomic.Bool
+	running   atomic.Bool   // pipelines started: reload and the API apply changes
+	stopping  atomic.Bool   // shutdown began
+	started   chan struct{} // closed once Run serves and the pipelines run
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -78,7 +99,8 @@ func New(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 
-	d := &Daemon{cfg: cfg, log: logger}
+	d := &Daemon{cfg: cfg, log: logger, group: supervise.NewGroup(), runtime: map[[2]string]bool{},
+		started: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -105,8 +127,12 @@ func New(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("open WebRTC UDP port (webrtc.udp_port %d): %w", cfg.WebRTC.UDPPort, err)
 	}
 
+	d.metrics = metrics.New(metrics.Options{
+		Streams: d.Streams, Pipelines: d.group.Statuses, Pulls: d.pullMetrics, Recordings: d.recordingMetrics,
+		Version: Version, Commit: Commit,
+	})
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	d.rtHTTP = &http.Client{Transport: transport, Timeout: realtimeTimeout}
+	d.rtHTTP = &http.Client{Transport: d.metrics.RealtimeTransport(transport), Timeout: realtimeTimeout}
 	d.rt, err = realtime.New(realtime.Options{
 		BaseURL:    d.realtimeURL,
 		AppID:      cfg.AppID(),
@@ -181,13 +207,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	served := make(chan error, 1)
 	go func() { served <- serveHTTP(httpCtx, d.srv, d.ln, d.log) }()
 
+	d.startStreams()
 	d.startOutputs()
-	streamsCtx, stopStreams := context.WithCancel(ctx)
-	streamsDone := make(chan struct{})
-	go func() {
-		defer close(streamsDone)
-		d.runStreams(streamsCtx)
-	}()
+	d.running.Store(true)
+	close(d.started)
 
 	var err error
 	httpRunning := true
@@ -196,43 +219,52 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case err = <-served: // serving failed: stop everything
 		httpRunning = false
 	}
-	stopStreams()
-	// Recordings and forwards close their tracks on the SFU and finalize
-	// their files.
-	outputsDone := make(chan struct{})
+	d.stopping.Store(true)
+	d.mu.Lock() // no reload or API change from here on
+	deadline := time.Now().Add(d.cfg.ShutdownTimeout)
+	d.mu.Unlock()
+	// Streams, recordings and forwards close their tracks on the SFU, and
+	// WHIP publishers and WHEP viewers too, while the HTTP server (the
+	// embedded SFU's API) still serves; then recordings are finalized.
+	pipesDone := make(chan struct{})
 	go func() {
-		defer close(outputsDone)
-		if err := d.stopOutputs(); err != nil {
+		defer close(pipesDone)
+		d.group.Stop()
+		if err := d.outputs.closeSinks(); err != nil {
 			d.log.Error("closing recordings and forwards", "err", err)
 		}
 	}()
-	// WHIP publishers and WHEP viewers close their tracks on the SFU too,
-	// while the HTTP server (the embedded SFU's API) still serves.
 	wishDone := make(chan struct{})
 	go func() {
 		defer close(wishDone)
 		d.wish.Close()
 	}()
-	select {
-	case <-streamsDone:
-	case <-time.After(streamStopTimeout):
-		d.log.Warn("streams did not stop in time", "timeout", streamStopTimeout)
-	}
-	select {
-	case <-outputsDone:
-	case <-time.After(streamStopTimeout):
-		d.log.Warn("recordings and forwards did not stop in time", "timeout", streamStopTimeout)
-	}
-	select {
-	case <-wishDone:
-	case <-time.After(streamStopTimeout):
-		d.log.Warn("WHIP/WHEP sessions did not end in time", "timeout", streamStopTimeout)
+	for what, done := range map[string]chan struct{}{"pipelines": pipesDone, "WHIP/WHEP sessions": wishDone} {
+		select {
+		case <-done:
+		case <-time.After(time.Until(deadline)):
+			d.log.Warn(what+" did not stop within shutdown_timeout", "timeout", d.cfg.ShutdownTimeout)
+		}
 	}
 	if httpRunning {
 		stopHTTP(context.Cause(ctx))
 		err = <-served
 	}
 	return errors.Join(err, d.Close())
+}
+
+// Started is closed once Run serves HTTP and has started the pipelines.
+func (d *Daemon) Started() <-chan struct{} { return d.started }
+
+// Healthy reports whether the daemon runs and is not shutting down (the
+// systemd watchdog is fed while it is).
+func (d *Daemon) Healthy() bool { return d.running.Load() && !d.stopping.Load() }
+
+// ReloadFailed reports a reload that failed before Reload: the new
+// configuration did not load. It is logged and counted; nothing changes.
+func (d *Daemon) ReloadFailed(err error) {
+	d.log.Error("configuration reload refused: the running configuration stays", "err", err)
+	d.metrics.ConfigReloaded(err)
 }
 
 // Close releases everything New opened: the HTTP listener, the embedded SFU
@@ -245,9 +277,9 @@ func (d *Daemon) Close() error {
 		}
 		// Without Run the outputs never started; closing finalizes nothing
 		// then, but releases their sockets and writer goroutines.
+		d.group.Stop()
 		var outErr error
 		if d.outputs != nil {
-			d.outputs.group.Stop()
 			outErr = d.outputs.closeSinks()
 		}
 		errs := closeServing(d.ln, d.sfu)

@@ -17,10 +17,14 @@ import (
 // routes is the daemon's HTTP mux, the one place its endpoints are
 // registered:
 //
-//	GET /healthz            200 "ok" while the daemon runs
+//	GET /healthz            200 "ok" while the process serves
+//	GET /readyz             200 when configured, the SFU answers and no pipeline failed
+//	GET /metrics            Prometheus metrics (rtgate_*, go_*, process_*)
 //	GET /api/streams        every stream's state and counters (JSON)
 //	GET /api/recordings     every recording's state, pull and files (JSON)
 //	GET /api/forwards       every forward's state, pull and counters (JSON)
+//	POST /api/{streams,recordings,forwards}           add one (control API,
+//	DELETE /api/{streams,recordings,forwards}/{name}  api.token; see docs/openapi.yaml)
 //	/v1/apps/{appId}/...    the embedded SFU's Realtime API (embedded only)
 //	/apps/{appId}/...       the same, without the version prefix
 //	GET /, /watch/{stream}, /publish/{stream}, /static/...
@@ -30,6 +34,9 @@ import (
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", handleHealthz)
+	mux.HandleFunc("GET /readyz", d.handleReadyz)
+	mux.Handle("GET /metrics", d.metrics.Handler())
+	d.controlRoutes(mux)
 	mux.HandleFunc("GET /api/streams", d.handleStreams)
 	mux.HandleFunc("GET /api/recordings", d.handleOutputs(KindRecording, "recordings"))
 	mux.HandleFunc("GET /api/forwards", d.handleOutputs(KindForward, "forwards"))

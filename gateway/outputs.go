@@ -15,6 +15,7 @@ import (
 	"github.com/rtgate/rtgate/bridge/record/container"
 	"github.com/rtgate/rtgate/bridge/rtpudp"
 	"github.com/rtgate/rtgate/config"
+	"github.com/rtgate/rtgate/gateway/metrics"
 	"github.com/rtgate/rtgate/gateway/peer"
 	"github.com/rtgate/rtgate/gateway/pull"
 	"github.com/rtgate/rtgate/gateway/supervise"
@@ -60,17 +61,32 @@ func (o *output) close() error {
 	return o.closeErr
 }
 
-// outputs are the daemon's recordings and forwards, each run by a
-// supervisor that restarts its pull with backoff.
+// outputs are the daemon's recordings and forwards, each run by the
+// daemon's supervisor group, which restarts its pull with backoff.
 type outputs struct {
-	group *supervise.Group
-
 	mu   sync.Mutex
 	byID map[[2]string]*output
 }
 
 func newOutputs() *outputs {
-	return &outputs{group: supervise.NewGroup(), byID: map[[2]string]*output{}}
+	return &outputs{byID: map[[2]string]*output{}}
+}
+
+// get returns the output of kind and name.
+func (g *outputs) get(kind, name string) (*output, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	o, ok := g.byID[[2]string{kind, name}]
+	return o, ok
+}
+
+// remove forgets an output.
+func (g *outputs) remove(o *output) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.byID[[2]string{o.kind, o.name}] == o {
+		delete(g.byID, [2]string{o.kind, o.name})
+	}
 }
 
 // streamRef resolves a local stream by name each time it is asked, so a
@@ -223,7 +239,7 @@ func (g *outputs) list() []*output {
 
 // start runs an output under the supervisor.
 func (d *Daemon) startOutput(o *output) error {
-	return d.outputs.group.Add(o.pull, supervise.Options{
+	return d.group.Add(o.pull, supervise.Options{
 		Name: o.name, Kind: o.kind,
 		Logger: d.log.With("component", "supervise", o.kind, o.name),
 	})
@@ -236,16 +252,6 @@ func (d *Daemon) startOutputs() {
 			d.log.Error("start output", "kind", o.kind, "name", o.name, "err", err)
 		}
 	}
-}
-
-// stopOutputs stops every pull (each closes its tracks on the SFU) and
-// then closes the sinks, which finalizes every recording.
-func (d *Daemon) stopOutputs() error {
-	if d.outputs == nil {
-		return nil
-	}
-	d.outputs.group.Stop()
-	return d.outputs.closeSinks()
 }
 
 // closeSinks closes every output's sink and UDP port (each once).
@@ -306,7 +312,7 @@ func errText(err error) string {
 // status returns the output's status.
 func (d *Daemon) outputStatus(o *output) OutputStatus {
 	st := OutputStatus{Name: o.name, Kind: o.kind, Pull: o.pull.Status(), State: supervise.StateStopped}
-	if ss, ok := d.outputs.group.Status(o.kind, o.name); ok {
+	if ss, ok := d.group.Status(o.kind, o.name); ok {
 		st.State, st.Since, st.LastError, st.Retries = ss.State, ss.Since, ss.LastError, ss.Retries
 	}
 	if o.rec != nil {
@@ -356,4 +362,39 @@ func (d *Daemon) handleOutputs(kind, key string) http.HandlerFunc {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(map[string]any{key: d.Outputs(kind)})
 	}
+}
+
+// pullMetrics converts every output's pulled tracks for /metrics.
+func (d *Daemon) pullMetrics() []metrics.PullTrack {
+	var out []metrics.PullTrack
+	if d.outputs == nil {
+		return out
+	}
+	for _, o := range d.outputs.list() {
+		for _, t := range o.pull.Status().Tracks {
+			out = append(out, metrics.PullTrack{
+				Name: o.kind + "/" + o.name, Track: t.Name, Kind: t.Kind,
+				Packets: t.Packets, Bytes: t.Bytes, Lost: t.Lost, PLIs: t.PLIs,
+			})
+		}
+	}
+	return out
+}
+
+// recordingMetrics converts every recording's figures for /metrics (one
+// row per recording: bytes, segments and errors are the file's).
+func (d *Daemon) recordingMetrics() []metrics.Recording {
+	var out []metrics.Recording
+	if d.outputs == nil {
+		return out
+	}
+	for _, o := range d.outputs.list() {
+		if o.rec == nil {
+			continue
+		}
+		st := o.rec.Stats()
+		out = append(out, metrics.Recording{Name: o.name, Track: "all",
+			Bytes: uint64(st.Bytes), Segments: uint64(st.Segments), Errors: st.WriteErrors})
+	}
+	return out
 }

@@ -35,6 +35,14 @@ func newRegistry(cfg *config.Config) *registry {
 	return &registry{cfg: cfg, byName: map[string]*entry{}}
 }
 
+// setConfig changes the configuration new WHIP-created streams take their
+// modes from (a reload).
+func (g *registry) setConfig(cfg *config.Config) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cfg = cfg
+}
+
 // add appends an entry; false when the name is taken.
 func (g *registry) add(e *entry) bool {
 	g.mu.Lock()
@@ -75,7 +83,10 @@ func (g *registry) Lookup(name string) (*wish.Stream, bool) {
 // Create implements wish.Registry: a stream a WHIP publisher makes by
 // publishing to a new name, with the global whip and whep settings.
 func (g *registry) Create(name string) (*wish.Stream, error) {
-	ws := wish.NewStream(wish.StreamOptions{Name: name, WHIPMode: g.cfg.WHIP.Mode, WHEPMode: g.cfg.WHEP.Mode, Dynamic: true})
+	g.mu.Lock()
+	cfg := g.cfg
+	g.mu.Unlock()
+	ws := wish.NewStream(wish.StreamOptions{Name: name, WHIPMode: cfg.WHIP.Mode, WHEPMode: cfg.WHEP.Mode, Dynamic: true})
 	if !g.add(&entry{name: name, wish: ws}) {
 		return nil, fmt.Errorf("stream %q exists", name)
 	}

@@ -1,22 +1,17 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/rtgate/rtgate/bridge"
+	"github.com/rtgate/rtgate/config"
 	"github.com/rtgate/rtgate/gateway/peer"
 	"github.com/rtgate/rtgate/gateway/publish"
+	"github.com/rtgate/rtgate/gateway/supervise"
 )
-
-// streamStopTimeout bounds how long the daemon waits for its streams to
-// close their tracks on the SFU at shutdown.
-const streamStopTimeout = 5 * time.Second
 
 // stream is a configured stream with the sources it owns and the pion API
 // (its own UDP port) its PeerConnections toward the SFU use.
@@ -32,32 +27,42 @@ type stream struct {
 func (d *Daemon) openStreams() error {
 	d.registry = newRegistry(d.cfg)
 	for i, sc := range d.cfg.Streams {
-		if sc.IsWHIP() {
-			d.registry.add(&entry{name: sc.Name, wish: wishStream(d.cfg, sc, nil)})
-			continue
-		}
-		srcs, err := publish.OpenSources(sc.SourceURLs(), d.log.With("component", "source", "stream", sc.Name))
+		e, err := d.openStream(sc)
 		if err != nil {
 			return fmt.Errorf("streams[%d] %s: %w", i, sc.Name, err)
 		}
-		api, err := d.sfuAPI()
-		if err != nil {
-			_ = publish.CloseSources(srcs)
-			return fmt.Errorf("streams[%d] %s: %w", i, sc.Name, err)
-		}
-		st, err := publish.New(publish.Options{
-			Name: sc.Name, Sources: srcs, VideoTrack: sc.VideoTrack, AudioTrack: sc.AudioTrack,
-			Client: d.rt, API: api, Logger: d.log.With("component", "publish"),
-		})
-		if err != nil {
-			_ = publish.CloseSources(srcs)
-			_ = api.Close()
-			return fmt.Errorf("streams[%d] %s: %w", i, sc.Name, err)
-		}
-		s := &stream{Stream: st, sources: srcs, api: api}
-		d.registry.add(&entry{name: sc.Name, src: s, wish: wishStream(d.cfg, sc, publishOrigin{st})})
+		d.registry.add(e)
 	}
 	return nil
+}
+
+// openStream makes one configured stream's registry entry: a WHIP stream
+// waits for its publisher; a source stream opens its sources and the pion
+// API (its own UDP port) of its PeerConnections toward the SFU.
+func (d *Daemon) openStream(sc config.Stream) (*entry, error) {
+	if sc.IsWHIP() {
+		return &entry{name: sc.Name, wish: wishStream(d.cfg, sc, nil)}, nil
+	}
+	srcs, err := publish.OpenSources(sc.SourceURLs(), d.log.With("component", "source", "stream", sc.Name))
+	if err != nil {
+		return nil, err
+	}
+	api, err := d.sfuAPI()
+	if err != nil {
+		_ = publish.CloseSources(srcs)
+		return nil, err
+	}
+	st, err := publish.New(publish.Options{
+		Name: sc.Name, Sources: srcs, VideoTrack: sc.VideoTrack, AudioTrack: sc.AudioTrack,
+		Client: d.rt, API: api, Logger: d.log.With("component", "publish"),
+	})
+	if err != nil {
+		_ = publish.CloseSources(srcs)
+		_ = api.Close()
+		return nil, err
+	}
+	s := &stream{Stream: st, sources: srcs, api: api}
+	return &entry{name: sc.Name, src: s, wish: wishStream(d.cfg, sc, publishOrigin{st})}, nil
 }
 
 // sourceStreams returns the registry's configured source streams.
@@ -74,24 +79,41 @@ func (d *Daemon) sourceStreams() []*stream {
 	return out
 }
 
-// runStreams runs every source stream until ctx is done and returns when
-// all have stopped (each closes its tracks on the SFU first). WHIP streams
-// run while they have a publisher (gateway/wish).
-func (d *Daemon) runStreams(ctx context.Context) {
-	var wg sync.WaitGroup
-	for _, s := range d.sourceStreams() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Run(ctx); err != nil {
-				d.log.Error("stream stopped", "stream", s.Name(), "err", err)
-			}
-		}()
+// startStream runs a source stream under the supervisor (it retries
+// failed sessions itself; the supervisor restarts it if Run fails).
+// WHIP streams run while they have a publisher (gateway/wish).
+func (d *Daemon) startStream(e *entry) {
+	if e.src == nil {
+		return
 	}
-	wg.Wait()
+	err := d.group.Add(e.src.Stream, supervise.Options{
+		Name: e.name, Kind: config.KindStream,
+		Logger: d.log.With("component", "supervise", "stream", e.name),
+	})
+	if err != nil {
+		d.log.Error("start stream", "stream", e.name, "err", err)
+	}
 }
 
-// closeStreams releases the streams' sources.
+// startStreams runs every source stream.
+func (d *Daemon) startStreams() {
+	for _, e := range d.registry.entries() {
+		d.startStream(e)
+	}
+}
+
+// closeStream stops a source stream (it closes its tracks on the SFU)
+// and releases its sources and UDP port.
+func (d *Daemon) closeStream(e *entry) error {
+	if e.src == nil {
+		return nil
+	}
+	if err := d.group.Remove(config.KindStream, e.name); err != nil && !errors.Is(err, supervise.ErrNotFound) {
+		return err
+	}
+	return errors.Join(publish.CloseSources(e.src.sources), e.src.api.Close())
+}
+
 func (d *Daemon) closeStreams() error {
 	var errs []error
 	for _, s := range d.sourceStreams() {

@@ -85,12 +85,12 @@ func (h *Handler) token(kind string, st *Stream) string {
 		if st != nil && st.o.WHIPToken != "" {
 			return st.o.WHIPToken
 		}
-		return h.o.WHIPToken
+		return h.settings().WHIPToken
 	}
 	if st != nil && st.o.WHEPToken != "" {
 		return st.o.WHEPToken
 	}
-	return h.o.WHEPToken
+	return h.settings().WHEPToken
 }
 
 // authorize checks a request against the token of kind for st (nil: a

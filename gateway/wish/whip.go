@@ -31,7 +31,7 @@ func (h *Handler) postWHIP(w http.ResponseWriter, r *http.Request) {
 	case !found && !streamName.MatchString(name):
 		httpError(w, http.StatusNotFound, "no stream %q: a stream name is 1 to 64 letters, digits, '.', '_' or '-'", name)
 		return
-	case !found && !h.o.AllowAnyStream:
+	case !found && !h.settings().AllowAnyStream:
 		httpError(w, http.StatusNotFound, "no stream %q (whip.allow_any_stream is false: only configured streams take publishers)", name)
 		return
 	case found && !st.Ingest():
@@ -83,7 +83,7 @@ func (h *Handler) postWHIP(w http.ResponseWriter, r *http.Request) {
 	case removed:
 		httpError(w, http.StatusServiceUnavailable, "stream %q went away; publish again", name)
 		return
-	case old != nil && h.o.OnConflict != ConflictReplace:
+	case old != nil && h.settings().OnConflict != ConflictReplace:
 		httpError(w, http.StatusConflict, "stream %q already has a publisher (whip.on_conflict is reject)", name)
 		return
 	}

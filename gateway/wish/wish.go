@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -120,10 +121,33 @@ type Handler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// live holds the options a reload may change (Update).
+	live atomic.Pointer[Settings]
+
 	mu        sync.Mutex
 	resources map[string]resource
 	relays    map[*relayIngest]struct{} // relay publications, for Close
 	closed    bool
+}
+
+// Settings are the Options a running Handler can change (Update): they
+// apply to requests from then on; sessions already up keep going.
+type Settings struct {
+	WHIPToken, WHEPToken string
+	AllowAnyStream       bool
+	OnConflict           string
+}
+
+// Update changes the Handler's tokens and publishing rules.
+func (h *Handler) Update(s Settings) { h.live.Store(&s) }
+
+// settings returns the Settings in effect: those of the last Update, or
+// the Options'.
+func (h *Handler) settings() *Settings {
+	if s := h.live.Load(); s != nil {
+		return s
+	}
+	return &Settings{WHIPToken: h.o.WHIPToken, WHEPToken: h.o.WHEPToken, AllowAnyStream: h.o.AllowAnyStream, OnConflict: h.o.OnConflict}
 }
 
 // New makes a Handler.
@@ -162,6 +186,7 @@ func New(o Options) (*Handler, error) {
 	}
 	h := &Handler{o: o, log: o.Logger.With("component", "wish"), resources: map[string]resource{},
 		relays: map[*relayIngest]struct{}{}}
+	h.Update(Settings{WHIPToken: o.WHIPToken, WHEPToken: o.WHEPToken, AllowAnyStream: o.AllowAnyStream, OnConflict: o.OnConflict})
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h, nil
 }
