@@ -8,7 +8,7 @@ COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONFIG  ?= deploy/rtgate.yaml
 
-.PHONY: all build test deps vet cross lint run bench release clean
+.PHONY: all build test deps vet cross lint run bench bench-micro release clean
 
 all: build
 
@@ -59,18 +59,36 @@ lint: vet
 # File URLs are absolute, so the stream is passed from this checkout's path.
 DEMO_STREAMS := [{"name":"demo","sources":["file://$(CURDIR)/deploy/demo/demo.ivf?loop=true","file://$(CURDIR)/deploy/demo/demo.ogg?loop=true"]}]
 
+# Once the stream is live, a background loop prints the /watch URL last; the
+# daemon replaces the shell (exec), so $$$$ is its pid and Ctrl-C reaches it.
 run: build
 	@echo "rtgate: publishing the demo stream into the embedded SFU on http://127.0.0.1:8080"
 	@echo "  see it:  curl -s http://127.0.0.1:8080/api/streams   (state live, packets and bitrate rising)"
 	@echo "  stop:    Ctrl-C"
-	RTGATE_STREAMS='$(DEMO_STREAMS)' ./$(BIN) run -c $(CONFIG)
+	@( for i in $$(seq 150); do \
+	    kill -0 $$$$ 2>/dev/null || exit 0; \
+	    if curl -sf http://127.0.0.1:8080/api/streams 2>/dev/null | grep -q '"state":"live"'; then \
+	      printf '\n  ==> the demo stream is playing at  http://127.0.0.1:8080/watch/demo\n      (all streams: http://127.0.0.1:8080/   stop: Ctrl-C)\n\n'; exit 0; \
+	    fi; sleep 0.2; \
+	  done; \
+	  echo "rtgate: the demo stream is not live after 30 s: see the log above" ) & \
+	exec env RTGATE_STREAMS='$(DEMO_STREAMS)' ./$(BIN) run -c $(CONFIG)
 
-# The benchmarks docs/PERFORMANCE.md reports (each against a floor measured
-# in the same run); the rtgate bench harness comes with issue 8.
-bench:
+# The figures docs/PERFORMANCE.md reports: `rtgate bench` runs the relay,
+# idle, fan-out and record scenarios, each against a bare UDP floor and the
+# plain pion loop measured in the same run, prints the tables and where rtgate
+# stands against its targets, and writes bench-results/*.json and *.svg
+# (about 2.5 minutes). Its relay and fan-out scenarios supersede the Ingest
+# and FanOut benchmarks; those and the component micro-benchmarks are
+# bench-micro.
+bench: build
+	@start=$$(date +%s); ./$(BIN) bench --out bench-results; rc=$$?; \
+	echo "make bench: $$(( $$(date +%s) - start )) s after the build"; exit $$rc
+
+bench-micro:
 	$(GO) test -run '^$$' -bench FanOut -benchmem -benchtime=2s ./gateway/sfu/
 	$(GO) test -run '^$$' -bench Ingest -benchtime=1x ./gateway/publish/
 	$(GO) test -run '^$$' -bench . -benchmem ./bridge/rtpudp/ ./gateway/peer/
 
 clean:
-	rm -rf bin/ dist/ coverage.out coverage.html *.coverprofile
+	rm -rf bin/ dist/ bench-results/ coverage.out coverage.html *.coverprofile

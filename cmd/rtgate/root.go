@@ -78,6 +78,7 @@ func newRootCommand(a *app) *cobra.Command {
 		newSFUCommand(a),
 		newCheckCommand(a),
 		newVersionCommand(a),
+		newBenchCommand(a), newBenchWorkerCommand(a),
 	)
 	return root
 }
