@@ -138,7 +138,13 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 // debug, where each key that is not at its default came from (never the
 // values: one is the secret).
 func newLogger(cmd *cobra.Command, cfg *config.Config, stderr io.Writer) *slog.Logger {
-	logger := cfg.Log.NewLogger(stderr)
+	return newLeveledLogger(cmd, cfg, stderr, nil)
+}
+
+// newLeveledLogger is newLogger with its level in lv, which a reload
+// changes (nil: fixed).
+func newLeveledLogger(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, lv *slog.LevelVar) *slog.Logger {
+	logger := cfg.Log.NewLoggerLevel(stderr, lv)
 	if logger.Enabled(cmd.Context(), slog.LevelDebug) {
 		path, _ := cmd.Flags().GetString("config")
 		attrs := []any{"file", path}

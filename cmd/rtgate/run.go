@@ -63,7 +63,7 @@ func newRunCommand(a *app) *cobra.Command {
 				return err
 			}
 			level := new(slog.LevelVar)
-			logger := cfg.Log.NewLoggerLevel(a.stderr, level)
+			logger := newLeveledLogger(cmd, cfg, a.stderr, level)
 			gateway.Version, gateway.Commit = version, commit
 			d, err := gateway.New(cfg, logger)
 			if err != nil {
