@@ -39,24 +39,7 @@ func TestBrowserEcho(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser e2e test skipped in -short mode")
 	}
-	chromium := os.Getenv("RTGATE_CHROMIUM")
-	if chromium == "" {
-		chromium = chromiumPath
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		skipOrFail(t, "chromium not found (%v): run .ci/install-deps (apt-get install chromium)", err)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		skipOrFail(t, "node not found: %v", err)
-	}
-	browserDir, err := filepath.Abs(filepath.Join("testdata", "browser"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core", "package.json")); err != nil {
-		skipOrFail(t, "playwright-core not installed in %s: run .ci/install-deps (npm ci there)", browserDir)
-	}
+	chromium, node, browserDir := requireBrowser(t)
 
 	bin := buildRtgate(t)
 	secret := randomHex(t, 16)
@@ -116,6 +99,32 @@ func TestBrowserEcho(t *testing.T) {
 	t.Logf("echo ok in %d ms: video %s %dx%d framesDecoded=%d packets=%d, audio %s packets=%d",
 		res.ElapsedMs, res.VideoCodec, res.VideoWidth, res.VideoHeight, res.FramesDecoded,
 		res.VideoPacketsReceived, res.AudioCodec, res.AudioPacketsReceived)
+}
+
+// requireBrowser returns Chromium's binary, node and the absolute path of
+// testdata/browser with playwright-core installed, or skips (fails with
+// CI=true) when one is missing.
+func requireBrowser(t *testing.T) (chromium, node, browserDir string) {
+	t.Helper()
+	chromium = os.Getenv("RTGATE_CHROMIUM")
+	if chromium == "" {
+		chromium = chromiumPath
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		skipOrFail(t, "chromium not found (%v): run .ci/install-deps (apt-get install chromium)", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		skipOrFail(t, "node not found: %v", err)
+	}
+	browserDir, err = filepath.Abs(filepath.Join("testdata", "browser"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core", "package.json")); err != nil {
+		skipOrFail(t, "playwright-core not installed in %s: run .ci/install-deps (npm ci there)", browserDir)
+	}
+	return chromium, node, browserDir
 }
 
 // driverResult is the JSON line echo.mjs prints.
@@ -212,32 +221,50 @@ func buildRtgate(t *testing.T) string {
 
 // sfuProcess is a running `rtgate sfu`.
 type sfuProcess struct {
+	*process
 	baseURL string
-	mu      sync.Mutex
-	out     bytes.Buffer // stdout and stderr, interleaved
-}
-
-func (p *sfuProcess) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
 }
 
 // startSFU starts `rtgate sfu` on a free loopback port and waits for the
 // base URL line it prints. t.Cleanup stops it.
 func startSFU(t *testing.T, bin, appID, secret string) *sfuProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "sfu", "--listen", "127.0.0.1:0", "--app-id", appID, "--app-secret", secret)
 	// Keep the media on loopback too: without sfu.listen_ip the SFU's UDP
 	// port offers host candidates on every interface.
-	cmd.Env = append(os.Environ(), "RTGATE_SFU_LISTEN_IP=127.0.0.1")
+	p, base := startProcess(t, "rtgate sfu", bin,
+		[]string{"sfu", "--listen", "127.0.0.1:0", "--app-id", appID, "--app-secret", secret},
+		append(os.Environ(), "RTGATE_SFU_LISTEN_IP=127.0.0.1"), baseURLLine)
+	return &sfuProcess{process: p, baseURL: base}
+}
+
+// process is a running subprocess of a test whose output it keeps.
+type process struct {
+	name string
+	mu   sync.Mutex
+	out  bytes.Buffer // stdout and stderr, interleaved
+}
+
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// startProcess starts bin with args and env (nil: this process's), waits
+// up to 30 s for an output line that matches ready and returns the process
+// and ready's first submatch. t.Cleanup stops it with SIGINT (SIGKILL 5 s
+// later) and logs its exit status if the test failed.
+func startProcess(t *testing.T, name, bin string, args, env []string, ready *regexp.Regexp) (*process, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start rtgate sfu: %v", err)
+		t.Fatalf("start %s: %v", name, err)
 	}
-	p := &sfuProcess{}
+	p := &process{name: name}
 	found := make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
@@ -249,7 +276,7 @@ func startSFU(t *testing.T, bin, appID, secret string) *sfuProcess {
 			p.mu.Lock()
 			p.out.WriteString(line + "\n")
 			p.mu.Unlock()
-			if m := baseURLLine.FindStringSubmatch(line); m != nil {
+			if m := ready.FindStringSubmatch(line); m != nil {
 				select {
 				case found <- m[1]:
 				default:
@@ -272,26 +299,26 @@ func startSFU(t *testing.T, bin, appID, secret string) *sfuProcess {
 			select {
 			case waitErr = <-exited:
 			case <-time.After(5 * time.Second):
-				t.Logf("rtgate sfu did not exit 5 s after SIGINT: killing it")
+				t.Logf("%s did not exit 5 s after SIGINT: killing it", name)
 				_ = cmd.Process.Kill()
 				waitErr = <-exited
 			}
 		}
 		<-scanned
 		if t.Failed() {
-			t.Logf("rtgate sfu exit: %v", waitErr)
+			t.Logf("%s exit: %v", name, waitErr)
 		}
 	})
 
 	select {
-	case p.baseURL = <-found:
-		return p
+	case m := <-found:
+		return p, m
 	case waitErr = <-exited:
 		stopped = true
 		<-scanned
-		t.Fatalf("rtgate sfu exited before printing its base URL: %v\n%s", waitErr, p.output())
+		t.Fatalf("%s exited before printing %s: %v\n%s", name, ready, waitErr, p.output())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("rtgate sfu printed no base URL within 30 s:\n%s", p.output())
+		t.Fatalf("%s printed no %s within 30 s:\n%s", name, ready, p.output())
 	}
-	return nil
+	return nil, ""
 }

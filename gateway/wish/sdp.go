@@ -68,7 +68,11 @@ func parseSDP(text string) ([]media, error) {
 		if kind != bridge.KindAudio && kind != bridge.KindVideo {
 			continue // application (DataChannels) and others: not ours
 		}
-		if md.MediaName.Port.Value == 0 {
+		// Port 0 rejects a section, except with a=bundle-only (RFC 8843
+		// section 6: GStreamer's webrtcbin offers its audio so); such a
+		// section takes the bundle's transport, ICE credentials included.
+		_, bundleOnly := md.Attribute("bundle-only")
+		if md.MediaName.Port.Value == 0 && !bundleOnly {
 			continue
 		}
 		m := media{kind: kind, direction: "sendrecv"}
@@ -76,10 +80,10 @@ func parseSDP(text string) ([]media, error) {
 		if m.mid, ok = md.Attribute("mid"); !ok || m.mid == "" {
 			return nil, fmt.Errorf("m= section %d (%s) has no a=mid", i, kind)
 		}
-		if _, ok := md.Attribute("ice-ufrag"); !ok && !sessUfrag {
+		if _, ok := md.Attribute("ice-ufrag"); !ok && !sessUfrag && !bundleOnly {
 			return nil, fmt.Errorf("m= section %d (%s) has no a=ice-ufrag", i, kind)
 		}
-		if _, ok := md.Attribute("fingerprint"); !ok && !sessFP {
+		if _, ok := md.Attribute("fingerprint"); !ok && !sessFP && !bundleOnly {
 			return nil, fmt.Errorf("m= section %d (%s) has no a=fingerprint (DTLS)", i, kind)
 		}
 		for _, a := range md.Attributes {
