@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Item is a pipeline a config lists by name: a Stream, a Recording or a
@@ -48,4 +49,18 @@ func (c *Config) Clone() *Config {
 	n.Recordings = append([]Recording(nil), c.Recordings...)
 	n.Forwards = append([]Forward(nil), c.Forwards...)
 	return &n
+}
+
+// Has reports whether c defines the stream, recording or forward (kind
+// KindStream, KindRecording or KindForward) called name.
+func (c *Config) Has(kind, name string) bool {
+	switch kind {
+	case KindStream:
+		return slices.ContainsFunc(c.Streams, func(x Stream) bool { return x.Name == name })
+	case KindRecording:
+		return slices.ContainsFunc(c.Recordings, func(x Recording) bool { return x.Name == name })
+	case KindForward:
+		return slices.ContainsFunc(c.Forwards, func(x Forward) bool { return x.Name == name })
+	}
+	return false
 }

@@ -90,6 +90,15 @@ func (d *Daemon) controlRoutes(mux *http.ServeMux) {
 	}
 }
 
+// otherOutput is the other kind of output: recordings and forwards share
+// one name space (the API and the metrics name them).
+func otherOutput(kind string) string {
+	if kind == config.KindRecording {
+		return config.KindForward
+	}
+	return config.KindRecording
+}
+
 // itemName returns a pipeline item's name.
 func itemName(v any) string {
 	switch x := v.(type) {
@@ -123,7 +132,7 @@ func addHandler[T config.Item](d *Daemon, kind string) http.HandlerFunc {
 		}
 		name := itemName(item)
 		d.mu.Lock()
-		if name != "" && d.has(kind, name) {
+		if name != "" && (d.has(kind, name) || kind != config.KindStream && d.has(otherOutput(kind), name)) {
 			d.mu.Unlock()
 			writeError(w, http.StatusConflict, fmt.Errorf("a %s named %q exists", kind, name))
 			return
@@ -144,7 +153,7 @@ func addHandler[T config.Item](d *Daemon, kind string) http.HandlerFunc {
 		d.mu.Unlock()
 		switch {
 		case errors.Is(err, ErrReloadRefused):
-			writeError(w, http.StatusBadRequest, errors.Unwrap(err))
+			writeError(w, http.StatusBadRequest, err)
 			return
 		case err != nil:
 			// Valid, but it did not start (a port in use, say): it stays

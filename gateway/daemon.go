@@ -205,7 +205,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	httpCtx, stopHTTP := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer stopHTTP(nil)
 	served := make(chan error, 1)
-	go func() { served <- serveHTTP(httpCtx, d.srv, d.ln, d.log) }()
+	var deadline time.Time // of the shutdown, once it begins
+	go func() {
+		served <- serveHTTP(httpCtx, d.srv, d.ln, d.log, func() time.Duration {
+			// What shutdown_timeout leaves, at least 1 s and at most ShutdownTimeout.
+			return min(max(time.Until(deadline), time.Second), ShutdownTimeout)
+		})
+	}()
 
 	d.startStreams()
 	d.startOutputs()
@@ -221,7 +227,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.stopping.Store(true)
 	d.mu.Lock() // no reload or API change from here on
-	deadline := time.Now().Add(d.cfg.ShutdownTimeout)
+	deadline = time.Now().Add(d.cfg.ShutdownTimeout)
 	d.mu.Unlock()
 	// Streams, recordings and forwards close their tracks on the SFU, and
 	// WHIP publishers and WHEP viewers too, while the HTTP server (the

@@ -74,10 +74,11 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 }
 
 // serveHTTP serves srv on ln until ctx is done or serving fails, then shuts
-// srv down: gracefully for at most ShutdownTimeout, then by closing the
+// srv down: gracefully for at most drain() (asked when the shutdown
+// begins), then by closing the
 // connections still open. It returns once Serve has returned; the error is
 // nil when ctx ended it.
-func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) error {
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, drain func() time.Duration) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -88,11 +89,12 @@ func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog
 	}
 
 	log.Info("shutting down", "reason", context.Cause(ctx))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	timeout := drain()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("graceful http shutdown incomplete: closing the remaining connections",
-			"timeout", ShutdownTimeout, "err", err)
+			"timeout", timeout, "err", err)
 		_ = srv.Close()
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {

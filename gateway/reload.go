@@ -36,6 +36,12 @@ func (d *Daemon) Reload(file *config.Config) (ReloadResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	next := file.Clone()
+	// A pipeline the file now defines belongs to the file from here on.
+	for k := range d.runtime {
+		if next.Has(k[0], k[1]) {
+			delete(d.runtime, k)
+		}
+	}
 	for _, s := range d.cfg.Streams {
 		if d.runtime[[2]string{config.KindStream, s.Name}] && !slices.ContainsFunc(next.Streams, func(x config.Stream) bool { return x.Name == s.Name }) {
 			next.Streams = append(next.Streams, s)
@@ -69,16 +75,7 @@ func (d *Daemon) Reload(file *config.Config) (ReloadResult, error) {
 }
 
 // has reports whether the configuration in effect has a pipeline.
-func (d *Daemon) has(kind, name string) bool {
-	switch kind {
-	case config.KindStream:
-		return slices.ContainsFunc(d.cfg.Streams, func(x config.Stream) bool { return x.Name == name })
-	case config.KindRecording:
-		return slices.ContainsFunc(d.cfg.Recordings, func(x config.Recording) bool { return x.Name == name })
-	default:
-		return slices.ContainsFunc(d.cfg.Forwards, func(x config.Forward) bool { return x.Name == name })
-	}
-}
+func (d *Daemon) has(kind, name string) bool { return d.cfg.Has(kind, name) }
 
 // applyLocked moves the daemon from d.cfg to next; d.mu is held.
 func (d *Daemon) applyLocked(next *config.Config) (ReloadResult, error) {

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
@@ -93,7 +95,7 @@ func (s *SFUServer) Run(ctx context.Context) error {
 		return errors.New("gateway: SFUServer.Run called twice")
 	}
 	s.log.Info("embedded SFU serving", "base_url", s.BaseURL(), "app_id", s.appID, "app_secret", s.secret)
-	err := serveHTTP(ctx, s.srv, s.ln, s.log)
+	err := serveHTTP(ctx, s.srv, s.ln, s.log, func() time.Duration { return ShutdownTimeout })
 	return errors.Join(err, s.Close())
 }
 

@@ -544,38 +544,39 @@ func (s *Sender) closeSockets() {
 // SenderStats is a snapshot of a Sender's counters, one entry per kind it
 // forwards.
 type SenderStats struct {
-	Tracks []SenderTrackStats
+	Tracks []SenderTrackStats `json:"tracks"`
 }
 
 // SenderTrackStats are the counters of one kind's outgoing stream.
 type SenderTrackStats struct {
-	Kind        string
-	Codec       string // MIME type announced, "" before the first track
-	Destination string // host:port of its RTP
-	Active      bool   // a track is being forwarded
-	SSRC        uint32
-	Packets     uint64
-	Bytes       uint64 // as sent, RTP header included
+	Kind        string `json:"kind"`
+	Codec       string `json:"codec"`       // MIME type announced, "" before the first track
+	Destination string `json:"destination"` // host:port of its RTP
+	Active      bool   `json:"active"`      // a track is being forwarded
+	SSRC        uint32 `json:"ssrc"`
+	Packets     uint64 `json:"packets"`
+	Bytes       uint64 `json:"bytes"` // as sent, RTP header included
 	// Resyncs counts rebases of sequence numbers and timestamps (input
 	// restarts and jumps).
-	Resyncs       uint64
-	WriteErrors   uint64
-	SenderReports uint64
+	Resyncs       uint64 `json:"resyncs"`
+	WriteErrors   uint64 `json:"writeErrors"`
+	SenderReports uint64 `json:"senderReports"`
 	// KeyframeRequests counts PLI/FIR from the receiver; Unserved those
 	// that arrived with no track to pass them to.
-	KeyframeRequests uint64
-	Unserved         uint64
-	RTCPIn, BadRTCP  uint64
+	KeyframeRequests uint64 `json:"keyframeRequests"`
+	Unserved         uint64 `json:"unserved"`
+	RTCPIn           uint64 `json:"rtcpIn"`
+	BadRTCP          uint64 `json:"badRtcp"`
 	// Receiver is the receiver's last report about this stream, if any.
-	Receiver *ReceiverStats
+	Receiver *ReceiverStats `json:"receiver"`
 }
 
 // ReceiverStats is what the last RTCP receiver report said.
 type ReceiverStats struct {
-	FractionLost float64 // since the previous report, 0..1
-	TotalLost    uint32
-	Jitter       uint32 // in RTP clock ticks
-	At           time.Time
+	FractionLost float64   `json:"fractionLost"` // since the previous report, 0..1
+	TotalLost    uint32    `json:"totalLost"`
+	Jitter       uint32    `json:"jitter"` // in RTP clock ticks
+	At           time.Time `json:"at"`
 }
 
 // Stats returns the Sender's counters, read without blocking the media

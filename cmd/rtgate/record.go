@@ -21,8 +21,9 @@ What to record:
   --session ID                 every track of a publisher's session, including tracks
                                it publishes later
   --session ID --track NAME    only these tracks of it (repeat --track)
-  --stream NAME                a stream this rtgate publishes (with -c FILE's streams,
-                               or a WHIP stream of it)
+  --stream NAME                a stream this command itself publishes from -c FILE's
+                               streams (to record a stream another rtgate publishes,
+                               give its session id, from its /api/streams, to --session)
 
 -o PATH names the file; its extension chooses the format unless --format does:
 webm (VP8, VP9, AV1, Opus), mkv (also H.264, H.265), ogg (Opus only), ivf (one
@@ -46,8 +47,8 @@ func newRecordCommand(a *app) *cobra.Command {
 		Long:  recordLong,
 		Example: `  rtgate record --session 2a4f... -o call.webm --realtime-url https://rtc.live.cloudflare.com/v1 \
     --app-id ... --app-secret-file secret
-  rtgate record --stream cam1 -c /etc/rtgate/rtgate.yaml --realtime-url http://127.0.0.1:8080/v1 \
-    -o /srv/rec/cam1.mkv --duration 1h`,
+  rtgate record --session "$(curl -s 127.0.0.1:8080/api/streams | jq -r '.streams[0].sessionId')" \
+    --realtime-url http://127.0.0.1:8080/v1 --app-secret-file secret --listen 127.0.0.1:0 -o cam1.mkv --duration 1h`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rc, duration, err := recordFlags(cmd)
