@@ -117,6 +117,10 @@ func (f *SFU) newSession() (*session, error) {
 			s.everConnected.Store(true)
 			s.lostAt.Store(0)
 			s.connectedOnce.Do(func() { close(s.connected) })
+			// What this session pulls can be shown from now on: a keyframe
+			// asked for before (at Bind) went out before the transport could
+			// carry it.
+			go s.requestKeyframes()
 		case webrtc.PeerConnectionStateDisconnected:
 			s.lostAt.CompareAndSwap(0, time.Now().UnixNano())
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
@@ -125,6 +129,22 @@ func (f *SFU) newSession() (*session, error) {
 		}
 	})
 	return s, nil
+}
+
+// requestKeyframes asks the publishers of every track the session pulls
+// for a keyframe (coalesced per publisher).
+func (s *session) requestKeyframes() {
+	s.mu.Lock()
+	var pubs []*pubTrack
+	for _, sub := range s.subsByMid {
+		if f := sub.cur.Load(); f != nil {
+			pubs = append(pubs, f.pub)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range pubs {
+		p.requestKeyframe()
+	}
 }
 
 // onTrack runs on a publisher's first packet of a mid.
@@ -381,7 +401,7 @@ func notFoundTrack() *apiError {
 }
 
 func (s *session) newFwd(p *pubTrack) *fwdTrack {
-	return &fwdTrack{pub: p, id: p.trackName(), streamID: p.sess.id}
+	return &fwdTrack{pub: p, id: p.trackName(), streamID: p.sess.id, subSess: s}
 }
 
 // subscribe records a sender that pulls p.

@@ -216,6 +216,7 @@ type fwdTrack struct {
 	id       string
 	streamID string
 	sub      *subscription
+	subSess  *session // the subscriber's session
 
 	mu      sync.Mutex
 	binding *binding
@@ -256,7 +257,11 @@ func (f *fwdTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 	f.binding = b
 	f.mu.Unlock()
 	f.pub.addBinding(b)
-	f.pub.requestKeyframe() // a new subscriber wants a keyframe now
+	// A new subscriber wants a keyframe now; before its transport is up a
+	// keyframe would be lost, so then the session asks when it connects.
+	if f.subSess == nil || f.subSess.everConnected.Load() {
+		f.pub.requestKeyframe()
+	}
 	return codec, nil
 }
 
