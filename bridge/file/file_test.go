@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -440,6 +441,22 @@ func checkSchedule(t *testing.T, pkts []sent, due func(sent) time.Time) {
 // the video's first frame and the audio's time 0 (the first packet less
 // its pre-skip) leave within a few ms of each other.
 func TestSync(t *testing.T) {
+	// Wall-clock pacing on a shared 2-core machine: one goroutine can be
+	// scheduled tens of ms late. A systematic offset fails every attempt;
+	// a scheduling hiccup does not fail three in a row.
+	var last string
+	for range 3 {
+		if last = syncAttempt(t); last == "" {
+			return
+		}
+		t.Logf("attempt: %s", last)
+	}
+	t.Error(last)
+}
+
+// syncAttempt plays a video and an audio file from one epoch and returns
+// why their first packets were not in sync ("" if they were).
+func syncAttempt(t *testing.T) string {
 	video, audio := fixture(t, "vp8.ivf"), fixture(t, "opus.ogg")
 	epoch := time.Now().Add(200 * time.Millisecond)
 	var firsts [2]time.Time
@@ -471,10 +488,11 @@ func TestSync(t *testing.T) {
 	wg.Wait()
 	preSkip := clockToDuration(srcs[1].delay, 48000)
 	v, a := firsts[0].Sub(epoch), firsts[1].Add(preSkip).Sub(epoch)
-	if (v-a).Abs() > 10*time.Millisecond || v.Abs() > 15*time.Millisecond {
-		t.Errorf("video first packet at epoch%+v, audio time 0 at epoch%+v (pre-skip %v)", v, a, preSkip)
-	}
 	t.Logf("video first packet at epoch%+v, audio first packet at epoch%+v (pre-skip %v)", v, firsts[1].Sub(epoch), preSkip)
+	if (v-a).Abs() > 10*time.Millisecond || v.Abs() > 15*time.Millisecond {
+		return fmt.Sprintf("video first packet at epoch%+v, audio time 0 at epoch%+v (pre-skip %v)", v, a, preSkip)
+	}
+	return ""
 }
 
 // Run again after it returned: the file starts over, sequence numbers and
