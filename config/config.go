@@ -39,9 +39,12 @@ type Config struct {
 	// stop.
 	API             API           `mapstructure:"api"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
-	Record          Record        `mapstructure:"record"`
-	Recordings      []Recording   `mapstructure:"recordings"`
-	Forwards        []Forward     `mapstructure:"forwards"`
+	// MediaWatchdog restarts a source stream whose sources sent no packet
+	// for this long (a camera or encoder that stalled); 0 turns it off.
+	MediaWatchdog time.Duration `mapstructure:"media_watchdog"`
+	Record        Record        `mapstructure:"record"`
+	Recordings    []Recording   `mapstructure:"recordings"`
+	Forwards      []Forward     `mapstructure:"forwards"`
 
 	// sources maps each key path to where its value came from; set by Load.
 	sources map[string]string
@@ -266,6 +269,7 @@ func Default() *Config {
 		Log:             Log{Level: "info", Format: "text"},
 		Streams:         []Stream{},
 		ShutdownTimeout: 15 * time.Second,
+		MediaWatchdog:   30 * time.Second,
 		Record: Record{
 			Dir:             "recordings",
 			Format:          "auto",

@@ -124,6 +124,7 @@ whep:
 api:
   token: api-token
 shutdown_timeout: 20s
+media_watchdog: 1m
 log:
   level: debug
   format: json
@@ -212,6 +213,7 @@ func fullConfig() Config {
 		WHEP:            WHEP{Token: "play-token", Mode: "proxy"},
 		API:             API{Token: "api-token"},
 		ShutdownTimeout: 20 * time.Second,
+		MediaWatchdog:   time.Minute,
 		Log:             Log{Level: "debug", Format: "json"},
 		Streams:         fullStreams,
 		Record:          fullRecord,
@@ -308,6 +310,7 @@ func TestEnv(t *testing.T) {
 			{"name":"studio","source":"whip","whip_mode":"relay","whip_token":"studio-pub","whep_token":"studio-play"}]`,
 		"RTGATE_API_TOKEN":                "api-token",
 		"RTGATE_SHUTDOWN_TIMEOUT":         "20s",
+		"RTGATE_MEDIA_WATCHDOG":           "1m",
 		"RTGATE_RECORD_DIR":               "/var/lib/rtgate/recordings",
 		"RTGATE_RECORD_FORMAT":            "mkv",
 		"RTGATE_RECORD_TEMPLATE":          "{stream}/{start}",

@@ -128,6 +128,10 @@ func (c *Config) Validate() error {
 	c.validateStreams(v)
 	c.validateRecord(v)
 	v.positive("shutdown_timeout", c.ShutdownTimeout)
+	v.nonNegative("media_watchdog", c.MediaWatchdog)
+	if c.MediaWatchdog > 0 && c.MediaWatchdog < time.Second {
+		v.add("media_watchdog", c.MediaWatchdog, "must be 0 (off) or at least 1s")
+	}
 
 	if len(v.errs) == 0 {
 		return nil

@@ -86,9 +86,20 @@ func (d *Daemon) startStream(e *entry) {
 	if e.src == nil {
 		return
 	}
-	err := d.group.Add(e.src.Stream, supervise.Options{
+	st := e.src.Stream
+	err := d.group.Add(st, supervise.Options{
 		Name: e.name, Kind: config.KindStream,
 		Logger: d.log.With("component", "supervise", "stream", e.name),
+		// The media watchdog: no packet from the sources for this long
+		// restarts the stream (reopening a stalled camera's session).
+		Watchdog: d.cfg.MediaWatchdog,
+		Activity: func() uint64 {
+			var n uint64
+			for _, t := range st.Status().Tracks {
+				n += t.Packets
+			}
+			return n
+		},
 	})
 	if err != nil {
 		d.log.Error("start stream", "stream", e.name, "err", err)
