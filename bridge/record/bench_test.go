@@ -191,8 +191,12 @@ func TestWriteRTPNoAllocs(t *testing.T) {
 		after := mallocs()
 		t.Logf("%s: %d allocations in %d packets in order, %d in %d packets swapped in pairs", name,
 			mid-before, inOrder, after-mid, swapped)
-		// ReadMemStats itself and the runtime may allocate a little.
-		if mid-before > 2 || after-mid > 2 {
+		// The count is process-wide: ReadMemStats, the runtime and the
+		// recorder's 100 ms ticker allocate a little, more on a loaded
+		// machine where the window lasts longer. One allocation per packet
+		// or per frame would be 20 to 100 times this bound.
+		limit := uint64(max(2, inOrder/20))
+		if mid-before > limit || after-mid > limit {
 			t.Errorf("%s: the steady state allocates", name)
 		}
 		if st := r.Stats().Tracks[0]; st.Repaired == 0 || st.Lost != 0 {
