@@ -203,6 +203,10 @@ func (s *Stream) Run(ctx context.Context) error {
 
 var errEnded = errors.New("source ended")
 
+// endLinger is how long a stream whose sources ended keeps its tracks
+// before closing them.
+const endLinger = 300 * time.Millisecond
+
 func (s *Stream) sources() []bridge.Source {
 	var out []bridge.Source
 	seen := map[bridge.Source]bool{}
@@ -408,6 +412,15 @@ func (s *Stream) attempt(ctx context.Context, srcDone <-chan error) (wasLive boo
 		case <-ctx.Done():
 			return wasLive, ctx.Err()
 		case e := <-srcDone:
+			if e == nil || errors.Is(e, errEnded) {
+				// The last packets are still on their way through the SFU
+				// (and may need a retransmission): let them land before
+				// the tracks close, or subscribers lose the file's end.
+				select {
+				case <-time.After(endLinger):
+				case <-ctx.Done():
+				}
+			}
 			return wasLive, &sourceEnd{e}
 		case <-connectBy.C:
 			if !wasLive {
