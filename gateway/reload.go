@@ -42,18 +42,19 @@ func (d *Daemon) Reload(file *config.Config) (ReloadResult, error) {
 			delete(d.runtime, k)
 		}
 	}
+	// Runtime additions stay (the file no longer defines any of them).
 	for _, s := range d.cfg.Streams {
-		if d.runtime[[2]string{config.KindStream, s.Name}] && !slices.ContainsFunc(next.Streams, func(x config.Stream) bool { return x.Name == s.Name }) {
+		if d.runtime[[2]string{config.KindStream, s.Name}] {
 			next.Streams = append(next.Streams, s)
 		}
 	}
 	for _, r := range d.cfg.Recordings {
-		if d.runtime[[2]string{config.KindRecording, r.Name}] && !slices.ContainsFunc(next.Recordings, func(x config.Recording) bool { return x.Name == r.Name }) {
+		if d.runtime[[2]string{config.KindRecording, r.Name}] {
 			next.Recordings = append(next.Recordings, r)
 		}
 	}
 	for _, f := range d.cfg.Forwards {
-		if d.runtime[[2]string{config.KindForward, f.Name}] && !slices.ContainsFunc(next.Forwards, func(x config.Forward) bool { return x.Name == f.Name }) {
+		if d.runtime[[2]string{config.KindForward, f.Name}] {
 			next.Forwards = append(next.Forwards, f)
 		}
 	}
