@@ -1,14 +1,14 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"path"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rtgate/rtgate/bridge/rtpudp"
 )
 
 // Record holds the defaults of every recording (recordings[] and `rtgate
@@ -213,26 +213,16 @@ func checkTemplate(v *validator, key, t string, emptyOK bool) {
 	}
 }
 
-// CheckForwardURL checks a forward's destination: rtp://host:port with a
-// port that leaves room for RTCP and a second (audio) stream above it.
+// CheckForwardURL checks a forward's destination with the parser the
+// forward itself uses (rtpudp.ParseOutURL), so that what check accepts
+// starts.
 func CheckForwardURL(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case s == "":
+	if s == "" {
 		return fmt.Errorf("is required: rtp://host:port")
-	case err != nil:
-		return fmt.Errorf("not a URL: %v", unwrapURLError(err))
-	case u.Scheme != "rtp":
-		return fmt.Errorf("scheme %q: want rtp://host:port", u.Scheme)
-	case u.Hostname() == "":
-		return fmt.Errorf("must name a host: rtp://host:port")
 	}
-	port, err := strconv.Atoi(u.Port())
-	if err != nil || port < 1 || port > 65532 {
-		return fmt.Errorf("port %q: must be 1 to 65532 (audio uses port+2, RTCP the port after each)", u.Port())
-	}
-	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.IsUnspecified() {
-		return fmt.Errorf("host %s: a forward needs a destination address", u.Hostname())
+	if _, err := rtpudp.ParseOutURL(s); err != nil {
+		// The key's line shows the URL already; drop the parser's copy.
+		return errors.New(strings.TrimPrefix(err.Error(), "rtp out "+s+": "))
 	}
 	return nil
 }

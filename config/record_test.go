@@ -35,6 +35,9 @@ forwards:
   - name: f3
     stream: cam1
     to: rtp://0.0.0.0:5004
+  - name: f4
+    stream: cam1
+    to: rtp://localhost:5004
 `)
 	_, err := Check(path, nil)
 	if err == nil {
@@ -51,10 +54,11 @@ forwards:
 		`recordings[3].stream: "": is required (or session: a session id)`,
 		`recordings[3].template: "/etc/{stream}": must stay inside the recordings directory: no leading '/' and no '..'`,
 		`forwards[0].name: "a": is used by recordings[0]`,
-		`forwards[0].to: "rtp://127.0.0.1:65534": port "65534": must be 1 to 65532 (audio uses port+2, RTCP the port after each)`,
+		`forwards[0].to: "rtp://127.0.0.1:65534": port 65534 leaves no room for the RTCP and second media ports (up to 65537): use a lower port`,
 		`forwards[1].tracks[0]: "": must not be empty`,
-		`forwards[1].to: "udp://127.0.0.1:5004": scheme "udp": want rtp://host:port`,
-		`forwards[2].to: "rtp://0.0.0.0:5004": host 0.0.0.0: a forward needs a destination address`,
+		`forwards[1].to: "udp://127.0.0.1:5004": scheme "udp": want rtp://HOST:PORT`,
+		`forwards[2].to: "rtp://0.0.0.0:5004": host 0.0.0.0 is not a destination: want the receiver's address`,
+		`forwards[3].to: "rtp://localhost:5004": bad host "localhost": want an IP address`,
 	}
 	got := strings.Split(err.Error(), "\n")
 	for _, w := range want {
