@@ -374,7 +374,8 @@ func (d *Daemon) pullMetrics() []metrics.PullTrack {
 		for _, t := range o.pull.Status().Tracks {
 			out = append(out, metrics.PullTrack{
 				Name: o.kind + "/" + o.name, Track: t.Name, Kind: t.Kind,
-				Packets: t.Packets, Bytes: t.Bytes, Lost: t.Lost, PLIs: t.PLIs,
+				Packets: t.Packets, Bytes: t.Bytes, Lost: t.Lost, PLIs: t.PLIs, NACKs: t.NACKs,
+				Jitter: time.Duration(t.JitterMs * float64(time.Millisecond)),
 			})
 		}
 	}

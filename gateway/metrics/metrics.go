@@ -52,8 +52,10 @@ type PullTrack struct {
 	Lost           uint64 // packets lost (cumulative, from sequence gaps not repaired)
 	NACKs          uint64 // NACKs sent upstream
 	PLIs           uint64 // PLIs sent upstream
-	// Latest estimates.
-	RTT, Jitter time.Duration
+	// Latest estimate. (No round trip time: a receive-only
+	// PeerConnection sends no sender reports to measure it from; the
+	// published tracks have it, rtgate_publish_rtt_seconds.)
+	Jitter time.Duration
 }
 
 // Recording is what the metrics read of one recorded track; the recorder's

@@ -127,7 +127,8 @@ func TestSnapshotSeries(t *testing.T) {
 		streams: []publish.Status{
 			{Name: "cam1", State: publish.StateLive, Retries: 3, Tracks: []publish.TrackStatus{
 				{Name: "cam1-video", Kind: "video", Codec: "video/VP8", Packets: 1000, Bytes: 900000, Bitrate: 2_000_000,
-					WriteErrors: 2, KeyframeRequests: 7, KeyframesRefused: 1, KeyframesCoalesced: 4},
+					WriteErrors: 2, KeyframeRequests: 7, KeyframesRefused: 1, KeyframesCoalesced: 4,
+					NACKs: 5, NACKedPackets: 9, Retransmitted: 8, Lost: 1, RTTMs: 25, JitterMs: 1.5},
 				{Name: "cam1-audio", Kind: "audio", Codec: "audio/opus", Packets: 500, Bytes: 60000, Bitrate: 64000},
 			}},
 			{Name: "file2", State: publish.StateRetrying, Retries: 1, Tracks: []publish.TrackStatus{
@@ -139,7 +140,7 @@ func TestSnapshotSeries(t *testing.T) {
 			{Name: "rec1", Kind: "recording", State: supervise.StateFailed, Retries: 9},
 		},
 		pulls: []metrics.PullTrack{{Name: "rec1", Track: "cam1-video", Kind: "video", Packets: 990, Bytes: 890000,
-			Lost: 10, NACKs: 12, PLIs: 3, RTT: 25 * time.Millisecond, Jitter: 1500 * time.Microsecond}},
+			Lost: 10, NACKs: 12, PLIs: 3, Jitter: 1500 * time.Microsecond}},
 		recordings: []metrics.Recording{{Name: "rec1", Track: "cam1-video", Bytes: 123456, Segments: 4, Errors: 1}},
 	}
 	m := metrics.New(s.options())
@@ -156,6 +157,12 @@ func TestSnapshotSeries(t *testing.T) {
 	wantSeries(t, fams, "rtgate_publish_keyframe_requests_total", C, map[string]float64{v: 7, a: 0, f: 0})
 	wantSeries(t, fams, "rtgate_publish_keyframe_requests_refused_total", C, map[string]float64{v: 1, a: 0, f: 0})
 	wantSeries(t, fams, "rtgate_publish_keyframe_requests_coalesced_total", C, map[string]float64{v: 4, a: 0, f: 0})
+	wantSeries(t, fams, "rtgate_publish_nacks_received_total", C, map[string]float64{v: 5, a: 0, f: 0})
+	wantSeries(t, fams, "rtgate_publish_nacked_packets_total", C, map[string]float64{v: 9, a: 0, f: 0})
+	wantSeries(t, fams, "rtgate_publish_retransmitted_packets_total", C, map[string]float64{v: 8, a: 0, f: 0})
+	wantSeries(t, fams, "rtgate_publish_packets_lost_total", C, map[string]float64{v: 1, a: 0, f: 0})
+	wantSeries(t, fams, "rtgate_publish_rtt_seconds", G, map[string]float64{v: 0.025, a: 0, f: 0})
+	wantSeries(t, fams, "rtgate_publish_jitter_seconds", G, map[string]float64{v: 0.0015, a: 0, f: 0})
 	wantSeries(t, fams, "rtgate_publish_track_info", G, map[string]float64{
 		"codec=video/VP8," + v: 1, "codec=audio/opus," + a: 1, "codec=video/H264," + f: 1})
 	wantSeries(t, fams, "rtgate_publish_retries_total", C, map[string]float64{"stream=cam1": 3, "stream=file2": 1})
@@ -180,7 +187,6 @@ func TestSnapshotSeries(t *testing.T) {
 	wantSeries(t, fams, "rtgate_pull_packets_lost_total", C, map[string]float64{pl: 10})
 	wantSeries(t, fams, "rtgate_pull_nacks_total", C, map[string]float64{pl: 12})
 	wantSeries(t, fams, "rtgate_pull_plis_total", C, map[string]float64{pl: 3})
-	wantSeries(t, fams, "rtgate_pull_rtt_seconds", G, map[string]float64{pl: 0.025})
 	wantSeries(t, fams, "rtgate_pull_jitter_seconds", G, map[string]float64{pl: 0.0015})
 
 	rl := "name=rec1,track=cam1-video"

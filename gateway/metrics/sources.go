@@ -64,6 +64,22 @@ func trackCollector(streams func() []publish.Status) prometheus.Collector {
 			func(t publish.TrackStatus) uint64 { return t.KeyframesRefused }),
 		c("rtgate_publish_keyframe_requests_coalesced_total", "Keyframe requests folded into one already sent to the source.",
 			func(t publish.TrackStatus) uint64 { return t.KeyframesCoalesced }),
+		c("rtgate_publish_nacks_received_total", "NACK messages the SFU sent about the published track.",
+			func(t publish.TrackStatus) uint64 { return t.NACKs }),
+		c("rtgate_publish_nacked_packets_total", "Packets of the published track the SFU's NACKs asked for.",
+			func(t publish.TrackStatus) uint64 { return t.NACKedPackets }),
+		c("rtgate_publish_retransmitted_packets_total", "Packets of the published track resent for NACKs (RTX when negotiated).",
+			func(t publish.TrackStatus) uint64 { return t.Retransmitted }),
+		c("rtgate_publish_packets_lost_total", "Packets of the published track the SFU reported lost (reception reports).",
+			func(t publish.TrackStatus) uint64 { return t.Lost }),
+		Metric[publishTrack]{
+			Name: "rtgate_publish_rtt_seconds", Help: "Round-trip time to the SFU from its latest reception report of the track.",
+			Type: gauge, Value: func(t publishTrack) float64 { return t.RTTMs / 1000 },
+		},
+		Metric[publishTrack]{
+			Name: "rtgate_publish_jitter_seconds", Help: "Interarrival jitter of the published track as the SFU reported it.",
+			Type: gauge, Value: func(t publishTrack) float64 { return t.JitterMs / 1000 },
+		},
 		Metric[publishTrack]{
 			Name: "rtgate_publish_bitrate_bits_per_second", Help: "Bitrate of the published track over the last second.",
 			Type: gauge, Value: func(t publishTrack) float64 { return float64(t.Bitrate) },
@@ -111,8 +127,6 @@ func pullCollector(pulls func() []PullTrack) prometheus.Collector {
 			func(p PullTrack) uint64 { return p.NACKs }),
 		c("rtgate_pull_plis_total", "PLIs sent upstream for the pulled track.",
 			func(p PullTrack) uint64 { return p.PLIs }),
-		Metric[PullTrack]{Name: "rtgate_pull_rtt_seconds", Help: "Latest round-trip time estimate of the pulled track.",
-			Type: gauge, Value: func(p PullTrack) float64 { return p.RTT.Seconds() }},
 		Metric[PullTrack]{Name: "rtgate_pull_jitter_seconds", Help: "Latest interarrival jitter of the pulled track.",
 			Type: gauge, Value: func(p PullTrack) float64 { return p.Jitter.Seconds() }},
 	)

@@ -83,6 +83,14 @@ const (
 	rtxOSNSize = 2
 )
 
+// ResentAttribute is the interceptor attribute under which the NACK
+// responder reports, on the RTCP read that carried NACKs, how many packets
+// it resent for them (an int), so that the sender reading its RTCP can
+// count retransmissions (see ReadFeedback).
+const ResentAttribute = resentKey(0)
+
+type resentKey int
+
 // nackResponderFactory makes a nackResponder for each PeerConnection.
 type nackResponderFactory struct {
 	size uint16
@@ -237,7 +245,10 @@ func (r *nackResponder) BindRTCPReader(reader interceptor.RTCPReader) intercepto
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.TransportLayerNack:
-				r.resend(p)
+				if sent := r.resend(p); sent > 0 {
+					resent, _ := attr[ResentAttribute].(int)
+					attr[ResentAttribute] = resent + sent
+				}
 			case *rtcp.ReceiverReport:
 				r.updateRTT(p.Reports)
 			case *rtcp.SenderReport:
@@ -254,23 +265,27 @@ func (r *nackResponder) stream(ssrc uint32) *nackStream {
 	return r.streams[ssrc]
 }
 
-// resend writes every packet nack asks for that is still buffered.
-func (r *nackResponder) resend(nack *rtcp.TransportLayerNack) {
+// resend writes every packet nack asks for that is still buffered and
+// returns how many it wrote.
+func (r *nackResponder) resend(nack *rtcp.TransportLayerNack) (sent int) {
 	s := r.stream(nack.MediaSSRC)
 	if s == nil {
-		return
+		return 0
 	}
 	now := r.now()
 	s.resendMu.Lock()
 	defer s.resendMu.Unlock()
 	for _, p := range nack.Nacks {
-		r.resendOne(s, p.PacketID, now)
+		if r.resendOne(s, p.PacketID, now) {
+			sent++
+		}
 		for i := range uint16(16) {
-			if p.LostPackets&(1<<i) != 0 {
-				r.resendOne(s, p.PacketID+i+1, now)
+			if p.LostPackets&(1<<i) != 0 && r.resendOne(s, p.PacketID+i+1, now) {
+				sent++
 			}
 		}
 	}
+	return sent
 }
 
 // updateRTT averages the round trip time of the streams reports are about,
@@ -372,23 +387,23 @@ func (s *nackStream) release() {
 
 // resendOne resends packet seq if it is buffered and was not resent within
 // the last RTT + 5 ms. The caller holds s.resendMu.
-func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) {
+func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) bool {
 	s.mu.Lock()
 	if s.buf == nil || !s.started {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	// Newer than sent, or too old. (The sequence number check below would
 	// refuse these too: a slot only holds a packet of the window.)
 	if d := s.highest - seq; d >= 1<<15 || d > s.mask {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	sl := s.slots[seq&s.mask]
 	if sl.n == 0 || sl.seq != seq ||
 		(!sl.lastResend.IsZero() && now.Sub(sl.lastResend) < s.rtt+5*time.Millisecond) {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	// Copy out: header at the front, payload after room for the OSN.
 	off := int(seq&s.mask) * nackSlotSize
@@ -400,7 +415,7 @@ func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) {
 	h := &s.hdr
 	if _, err := h.Unmarshal(s.scratch[:hl]); err != nil {
 		r.log.Warnf("nack: buffered packet %d of SSRC %d: %v", seq, s.ssrc, err)
-		return
+		return false
 	}
 	h.PaddingSize = sl.pad
 	payload := s.scratch[hl+rtxOSNSize : n+rtxOSNSize]
@@ -412,7 +427,7 @@ func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) {
 				pl := int(payload[len(payload)-1])
 				if pl > len(payload) {
 					r.log.Warnf("nack: packet %d of SSRC %d: padding longer than payload", seq, s.ssrc)
-					return
+					return false
 				}
 				payload = payload[:len(payload)-pl]
 			}
@@ -427,11 +442,12 @@ func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) {
 	clear(s.attrs)
 	if _, err := s.writer.Write(h, payload, s.attrs); err != nil {
 		r.log.Warnf("failed resending nacked packet: %v", err)
-		return
+		return false
 	}
 	s.mu.Lock()
 	if s.slots != nil && s.slots[seq&s.mask].seq == seq && s.slots[seq&s.mask].n != 0 {
 		s.slots[seq&s.mask].lastResend = now
 	}
 	s.mu.Unlock()
+	return true
 }

@@ -204,13 +204,17 @@ func RegisterInterceptors(m *webrtc.MediaEngine, r *interceptor.Registry, o Opti
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBNACK}, webrtc.RTPCodecTypeVideo)
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	r.Add(responder)
+	// The stats interceptor goes before the generator: an interceptor's
+	// RTCP writes pass only the interceptors registered before it, so this
+	// order lets the inbound-rtp stats count the NACKs sent (GetStats's
+	// nackCount, rtgate_pull_nacks_total).
+	if err := webrtc.ConfigureStatsInterceptor(r); err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
 	r.Add(generator)
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
 	if err := webrtc.ConfigureRTCPReports(r); err != nil {
 		return fmt.Errorf("rtcp reports: %w", err)
-	}
-	if err := webrtc.ConfigureStatsInterceptor(r); err != nil {
-		return fmt.Errorf("stats: %w", err)
 	}
 	// TWCC feedback for what we receive, so a browser publisher's bandwidth
 	// estimator works. rtgate runs no estimator of its own, so it does not

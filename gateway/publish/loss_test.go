@@ -103,4 +103,29 @@ collect:
 	if share < 0.995 {
 		t.Fatalf("received %.2f%% of the packets with 5%% loss, want at least 99.5%%", share*100)
 	}
+	// The feedback counters (/metrics, /api/streams) saw the repair: the
+	// SFU's NACKs, the packets they asked for, and each RTX packet the
+	// wire carried was counted as a retransmission (the wire's count may
+	// run ahead by the ones in flight when it is read); reception reports
+	// gave a round trip time.
+	var ts publish.TrackStatus
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ts = st.Status().Tracks[0]; ts.RTTMs > 0 && ts.Retransmitted > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no RTT or retransmission in the status after 10 s: %+v", ts)
+		}
+	}
+	t.Logf("status: %d NACKs for %d packets, %d retransmitted, %d reported lost, rtt %.2f ms, jitter %.2f ms",
+		ts.NACKs, ts.NACKedPackets, ts.Retransmitted, ts.Lost, ts.RTTMs, ts.JitterMs)
+	if ts.NACKs == 0 || ts.NACKedPackets < ts.NACKs || ts.NACKedPackets < uint64(lossy.drops.Load())/2 {
+		t.Fatalf("status counts %d NACKs for %d packets; the wire dropped %d", ts.NACKs, ts.NACKedPackets, lossy.drops.Load())
+	}
+	if rtx := uint64(lossy.rtx.Load()); ts.Retransmitted > rtx || ts.Retransmitted+20 < rtx {
+		t.Fatalf("status counts %d retransmissions, the wire carried %d RTX packets", ts.Retransmitted, rtx)
+	}
+	if ts.RTTMs > 500 {
+		t.Fatalf("rtt %.1f ms on loopback", ts.RTTMs)
+	}
 }

@@ -28,6 +28,16 @@ type TrackStatus struct {
 	KeyframeRequests   uint64 `json:"keyframeRequests"`
 	KeyframesRefused   uint64 `json:"keyframesRefused"` // the source cannot make one (files)
 	KeyframesCoalesced uint64 `json:"keyframesCoalesced"`
+	// What the SFU reported about the track: NACK messages and the
+	// packets they asked for, the packets resent for them (RTX), packets
+	// lost (cumulative, from reception reports), and the latest jitter
+	// and round trip time (RTT 0: not measured yet).
+	NACKs         uint64  `json:"nacks"`
+	NACKedPackets uint64  `json:"nackedPackets"`
+	Retransmitted uint64  `json:"retransmitted"`
+	Lost          uint64  `json:"lost"`
+	JitterMs      float64 `json:"jitterMs"`
+	RTTMs         float64 `json:"rttMs"`
 	// Files only: where playback is, the file's length and loops done.
 	Position float64 `json:"position,omitempty"` // seconds
 	Duration float64 `json:"duration,omitempty"` // seconds
@@ -51,6 +61,12 @@ func (s *Stream) Status() Status {
 			Packets: t.packets.Load(), Bytes: t.bytes.Load(), Bitrate: t.bitrate.Load(),
 			WriteErrors: t.writeErrors.Load(), KeyframeRequests: t.kfRequested.Load(),
 			KeyframesRefused: t.kfRefused.Load(), KeyframesCoalesced: t.kfCoalesced.Load(),
+		}
+		fb := t.feedback.Stats()
+		ts.NACKs, ts.NACKedPackets, ts.Retransmitted, ts.Lost = fb.NACKs, fb.NACKedPackets, fb.Retransmitted, fb.Lost
+		ts.RTTMs = float64(fb.RTT) / float64(time.Millisecond)
+		if t.codec.ClockRate > 0 {
+			ts.JitterMs = float64(fb.Jitter) * 1000 / float64(t.codec.ClockRate)
 		}
 		if p, ok := t.src.(progresser); ok {
 			pos, dur, loops := p.Progress()

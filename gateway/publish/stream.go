@@ -101,6 +101,7 @@ type track struct {
 	lastKeyframeReq atomic.Int64
 	bitrate         atomic.Uint64 // bits/s over the last second
 	rate            rateMeter
+	feedback        peer.Feedback // what the SFU reports about the track (NACKs, RRs)
 }
 
 // New checks the sources' tracks and makes the stream's tracks.
@@ -401,7 +402,11 @@ func (s *Stream) attempt(ctx context.Context, srcDone <-chan error) (wasLive boo
 	}
 	for i, snd := range senders {
 		t := s.tracks[i]
-		go peer.DrainKeyframeRequests(snd, func() { s.requestKeyframe(t) }) // ends with the PeerConnection
+		var ssrc uint32
+		if enc := snd.GetParameters().Encodings; len(enc) > 0 {
+			ssrc = uint32(enc[0].SSRC)
+		}
+		go peer.ReadFeedback(snd, ssrc, &t.feedback, func() { s.requestKeyframe(t) }) // ends with the PeerConnection
 	}
 
 	connectBy := time.NewTimer(s.opts.ConnectTimeout)

@@ -91,6 +91,7 @@ func (p *Pull) attempt(ctx context.Context) (wasLive bool, err error) {
 		if err := a.checkSession(ctx, now); err != nil {
 			return wasLive, err
 		}
+		a.sampleStats(false)
 		p.setState(a.state(pl), "")
 
 		select {
@@ -473,6 +474,35 @@ func (a *attempt) checkSession(ctx context.Context, now time.Time) error {
 	return nil
 }
 
+// sampleStats copies the NACKs and jitter pion's stats interceptor counted
+// for each binding (GetStats: once per tick, not per packet); final folds
+// the NACKs into the track's total, as the PeerConnection is about to go.
+func (a *attempt) sampleStats(final bool) {
+	if len(a.bindings) == 0 {
+		return
+	}
+	inbound := map[uint32]webrtc.InboundRTPStreamStats{}
+	for _, st := range a.pc.GetStats() {
+		if in, ok := st.(webrtc.InboundRTPStreamStats); ok {
+			inbound[uint32(in.SSRC)] = in
+		}
+	}
+	a.p.mu.Lock()
+	defer a.p.mu.Unlock()
+	for t, b := range a.bindings {
+		if in, ok := inbound[b.ssrc.Load()]; ok && t.cur.Load() == b {
+			if t.nacksOf != b { // a new binding counts from 0
+				t.nacksDone, t.nacksCur, t.nacksOf = t.nacksDone+t.nacksCur, 0, b
+			}
+			t.nacksCur = max(t.nacksCur, uint64(in.NACKCount))
+			t.jitter = time.Duration(in.Jitter * float64(time.Second))
+		}
+		if final && t.nacksOf == b {
+			t.nacksDone, t.nacksCur, t.nacksOf = t.nacksDone+t.nacksCur, 0, nil
+		}
+	}
+}
+
 // close ends the attempt: its tracks are closed on the SFU, the
 // PeerConnection is closed and every reader has returned.
 func (a *attempt) close() {
@@ -486,6 +516,7 @@ func (a *attempt) close() {
 		mids = append(mids, b.mid)
 	}
 	a.closeMids(mids...)
+	a.sampleStats(true)
 	if err := a.pc.Close(); err != nil {
 		a.p.log.Debug("close peer connection", "err", err)
 	}

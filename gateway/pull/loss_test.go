@@ -124,4 +124,10 @@ func TestPullLossRepaired(t *testing.T) {
 	if float64(got)/float64(want) < 0.99 {
 		t.Fatalf("received %d of %d packets with 5%% loss, want at least 99%%", got, want)
 	}
+	// pion's stats saw the NACKs the generator sent (the interceptor
+	// order in gateway/peer), sampled once a poll interval.
+	waitFor(t, "NACKs in the status", 10*time.Second, func() bool { return p.Status().Tracks[0].NACKs > 0 })
+	if n := p.Status().Tracks[0].NACKs; n > uint64(lossy.drops.Load())*4 {
+		t.Fatalf("status counts %d NACKs for %d packets dropped", n, lossy.drops.Load())
+	}
 }

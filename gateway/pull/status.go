@@ -46,8 +46,12 @@ type TrackStatus struct {
 	PLIs          uint64 `json:"plis"`
 	PLIsCoalesced uint64 `json:"plisCoalesced"`
 	PLIsDropped   uint64 `json:"plisDropped"`
-	BadPackets    uint64 `json:"badPackets"`
-	WriteErrors   uint64 `json:"writeErrors"` // the sink's WriteRTP failed
+	// NACKs counts NACK messages sent upstream (pion's generator);
+	// JitterMs is the latest interarrival jitter.
+	NACKs       uint64  `json:"nacks"`
+	JitterMs    float64 `json:"jitterMs"`
+	BadPackets  uint64  `json:"badPackets"`
+	WriteErrors uint64  `json:"writeErrors"` // the sink's WriteRTP failed
 	// Repulls counts pulls after the first (new subscriber sessions,
 	// publisher restarts).
 	Repulls uint64 `json:"repulls"`
@@ -65,7 +69,8 @@ func (p *Pull) Status() Status {
 	}
 	snaps := make([]snap, 0, len(p.order))
 	for _, t := range p.order {
-		ts := TrackStatus{Name: t.name, Session: t.session, State: t.state, LastError: t.lastErr, SinkIndex: t.index}
+		ts := TrackStatus{Name: t.name, Session: t.session, State: t.state, LastError: t.lastErr, SinkIndex: t.index,
+			NACKs: t.nacksDone + t.nacksCur, JitterMs: float64(t.jitter) / float64(time.Millisecond)}
 		if t.codec.MimeType != "" {
 			ts.Kind, ts.Codec = t.codec.Kind(), t.codec.MimeType
 		}

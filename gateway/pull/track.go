@@ -51,6 +51,13 @@ type track struct {
 	plis, plisCoalesced      atomic.Uint64
 	plisDropped              atomic.Uint64
 	binds                    atomic.Uint64
+
+	// From pion's inbound-rtp stats (sampleStats), guarded by p.mu:
+	// NACKs sent by ended bindings, by the current one, and the latest
+	// jitter.
+	nacksDone, nacksCur uint64
+	nacksOf             *binding // whose count nacksCur is
+	jitter              time.Duration
 }
 
 // binding is a track pulled on one subscriber session: its mid, the SSRC
