@@ -130,6 +130,9 @@ func (d *Daemon) stopPipeline(kind, name string) error {
 		}
 		err := d.closeStream(e)
 		d.registry.Remove(e.wish)
+		// Its WHIP publisher and WHEP viewers end too: they would stay on
+		// the old stream, which nothing feeds any more.
+		d.wish.End(e.wish, "the stream was stopped or reconfigured")
 		return err
 	}
 	o, ok := d.outputs.get(kind, name)

@@ -675,3 +675,56 @@ func TestWISHClientGone(t *testing.T) {
 	waitFor(t, "every resource to go", func() bool { return e.d.wish.Resources() == 0 })
 	waitFor(t, "every SFU session to end", func() bool { return e.d.sfu.Sessions() == 0 })
 }
+
+// TestWISHReloadEndsViewers changes a configured WHIP stream by reload
+// while a publisher and a relay viewer are on it: both resources end (the
+// old stream object would never be fed again), and a new publisher and
+// viewer of the reconfigured stream get media.
+func TestWISHReloadEndsViewers(t *testing.T) {
+	e := newWISHEnv(t, func(c *config.Config) {
+		c.Streams = []config.Stream{{Name: "cam", Source: "whip", WHIPMode: "relay", WHEPMode: "relay"}}
+	})
+	pub := newWHIPClient(t, "before")
+	pub.publish(e, "cam", "")
+	waitFor(t, "cam live", func() bool { s := e.streams()["cam"]; return s.State == "live" && len(s.Tracks) == 2 })
+	v := play(e, "cam", "", true)
+	v.expectMedia(t, "before", 20)
+
+	e.d.mu.Lock()
+	next := e.d.cfg.Clone()
+	e.d.mu.Unlock()
+	next.Streams[0].VideoTrack = "cam-video-2"
+	res, err := e.d.Reload(next)
+	if err != nil || len(res.Changes) != 1 {
+		t.Fatalf("Reload = %+v, %v; want one change", res, err)
+	}
+	// Both old resources are gone: DELETE finds nothing, and the viewer's
+	// PeerConnection was closed by rtgate.
+	for what, loc := range map[string]string{"publisher": pub.location, "viewer": v.location} {
+		if resp, body := e.do("DELETE", loc, "", "", ""); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("DELETE the old %s %s after the reload = %d %s, want 404", what, loc, resp.StatusCode, body)
+		}
+	}
+	waitFor(t, "the old viewer disconnected", func() bool {
+		st := v.PC.ConnectionState()
+		return st == webrtc.PeerConnectionStateDisconnected || st == webrtc.PeerConnectionStateFailed ||
+			st == webrtc.PeerConnectionStateClosed
+	})
+
+	pub2 := newWHIPClient(t, "after")
+	pub2.publish(e, "cam", "")
+	waitFor(t, "cam live again", func() bool {
+		s := e.streams()["cam"]
+		if s.State != "live" || len(s.Tracks) != 2 {
+			return false
+		}
+		for _, tr := range s.Tracks {
+			if tr.Kind == "video" && tr.Name != "cam-video-2" {
+				return false
+			}
+		}
+		return true
+	})
+	v2 := play(e, "cam", "", true)
+	v2.expectMedia(t, "after", 20)
+}
