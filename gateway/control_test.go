@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,6 +56,35 @@ func TestControlAPI(t *testing.T) {
 	code, body = call("POST", "/api/recordings", "ctl-token", `{"name":"rec","stream":"cam","format":"webm"}`)
 	if code != http.StatusCreated {
 		t.Fatalf("POST recording: %d %s", code, body)
+	}
+	// A recording in a directory of its own finalizes what a crash left
+	// there first (runtime recordings are not persisted, so no configured
+	// recording points at it after a restart): a truncated IVF with its
+	// marker, as a kill -9 leaves them.
+	crashDir := t.TempDir()
+	demo, err := os.ReadFile(ivf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(crashDir, "old.ivf")
+	if err := os.WriteFile(left, demo[:len(demo)/2+7], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(crashDir, ".old.ivf.recording"), []byte("ivf\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, body = call("POST", "/api/recordings", "ctl-token", `{"name":"rec2","stream":"cam","format":"ivf","dir":"`+crashDir+`"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("POST recording with its own dir: %d %s", code, body)
+	}
+	if _, err := os.Stat(filepath.Join(crashDir, ".old.ivf.recording")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the crash leftover's marker is still there after the recording started (%v): not repaired", err)
+	}
+	if fi, err := os.Stat(left); err != nil || fi.Size() >= int64(len(demo)/2+7) {
+		t.Errorf("the leftover after repair: %v, %v; want it cut to its last whole frame", fi, err)
+	}
+	if code, _ := call("DELETE", "/api/recordings/rec2", "ctl-token", ""); code != http.StatusNoContent {
+		t.Errorf("DELETE rec2: %d", code)
 	}
 	if code, _ := call("POST", "/api/forwards", "ctl-token", `{"name":"rec","stream":"cam","to":"rtp://127.0.0.1:7000"}`); code != http.StatusConflict {
 		t.Errorf("a forward named like a recording: %d, want 409", code)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -66,10 +67,41 @@ func (o *output) close() error {
 type outputs struct {
 	mu   sync.Mutex
 	byID map[[2]string]*output
+	// repaired holds the recording directories this process finalized
+	// crash leftovers in (repairOnce).
+	repaired map[string]bool
 }
 
 func newOutputs() *outputs {
-	return &outputs{byID: map[[2]string]*output{}}
+	return &outputs{byID: map[[2]string]*output{}, repaired: map[string]bool{}}
+}
+
+// repairOnce finalizes what a crash left in dir the first time this
+// process records there: at startup for record.dir and the configured
+// directories, and for a directory a reload or the control API brings
+// later (runtime recordings are not persisted, so a crash leaves their
+// files where no configured recording points). Live recordings are safe:
+// RepairDir skips a file whose marker a recorder holds locked.
+func (d *Daemon) repairOnce(dir string) {
+	if dir == "" {
+		return
+	}
+	dir = filepath.Clean(dir)
+	g := d.outputs
+	g.mu.Lock()
+	done := g.repaired[dir]
+	g.repaired[dir] = true
+	g.mu.Unlock()
+	if done {
+		return
+	}
+	repaired, err := record.RepairDir(dir, d.log.With("component", "record"))
+	if err != nil {
+		d.log.Warn("repairing recordings left by a crash", "dir", dir, "err", err)
+	}
+	if len(repaired) > 0 {
+		d.log.Info("finalized recordings left by a crash", "dir", dir, "files", repaired)
+	}
 }
 
 // get returns the output of kind and name.
@@ -128,6 +160,7 @@ func (d *Daemon) pullOptions(kind, name, stream, session string, tracks []string
 // newRecording makes a recording's recorder and pull; nothing runs yet.
 func (d *Daemon) newRecording(rc config.Recording) (*output, error) {
 	rc = rc.Effective(d.cfg.Record)
+	d.repairOnce(rc.Dir)
 	format := container.Format("")
 	if rc.Format != "auto" {
 		f, err := container.ParseFormat(rc.Format)
@@ -188,19 +221,9 @@ func (d *Daemon) newForward(fc config.Forward) (*output, error) {
 // then makes the configured recordings and forwards.
 func (d *Daemon) openOutputs() error {
 	d.outputs = newOutputs()
-	dirs := map[string]bool{}
-	for _, rc := range d.cfg.Recordings {
-		dirs[rc.Effective(d.cfg.Record).Dir] = true
-	}
-	for dir := range dirs {
-		repaired, err := record.RepairDir(dir, d.log.With("component", "record"))
-		if err != nil {
-			d.log.Warn("repairing recordings left by a crash", "dir", dir, "err", err)
-		}
-		if len(repaired) > 0 {
-			d.log.Info("finalized recordings left by a crash", "dir", dir, "files", repaired)
-		}
-	}
+	// record.dir too: a control-API recording may have used it before
+	// the restart, though no configured recording does.
+	d.repairOnce(d.cfg.Record.Dir)
 	for _, rc := range d.cfg.Recordings {
 		o, err := d.newRecording(rc)
 		if err != nil {
