@@ -129,7 +129,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 
 	d.metrics = metrics.New(metrics.Options{
 		Streams: d.Streams, Pipelines: d.group.Statuses, Pulls: d.pullMetrics, Recordings: d.recordingMetrics,
-		Version: Version, Commit: Commit,
+		Sessions: d.sessionCounts, Version: Version, Commit: Commit,
 	})
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	d.rtHTTP = &http.Client{Transport: d.metrics.RealtimeTransport(transport), Timeout: realtimeTimeout}

@@ -405,6 +405,24 @@ func (d *Daemon) pullMetrics() []metrics.PullTrack {
 	return out
 }
 
+// sessionCounts counts the open sessions for /metrics: WHIP publishers,
+// WHEP viewers, and the embedded SFU's sessions and subscriptions.
+func (d *Daemon) sessionCounts() map[string]int {
+	out := map[string]int{}
+	if d.wish != nil {
+		out["whip"], out["whep"] = d.wish.Counts()
+	}
+	if d.sfu != nil {
+		out["sfu"] = d.sfu.Sessions()
+		subs := 0
+		for _, t := range d.sfu.Tracks() {
+			subs += t.Subscribers
+		}
+		out["sfu_subscriptions"] = subs
+	}
+	return out
+}
+
 // recordingMetrics converts every recording's figures for /metrics (one
 // row per recording: bytes, segments and errors are the file's).
 func (d *Daemon) recordingMetrics() []metrics.Recording {

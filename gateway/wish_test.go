@@ -303,6 +303,9 @@ func TestWHIPToWHEP(t *testing.T) {
 			b.expectMedia(t, "pub-"+mode, 50)
 			waitFor(t, "a PLI at the publisher", func() bool { return pub.PLIs.Load() > before })
 
+			if c := e.d.sessionCounts(); c["whip"] != 1 || c["whep"] != 2 || c["sfu"] < 2 {
+				t.Errorf("sessions for /metrics = %v, want 1 whip, 2 whep and at least 2 on the SFU (the publication, the relay pull or the proxy viewers)", c)
+			}
 			st := e.streams()["live"]
 			if st.Viewers != 2 || st.WHEPMode != mode || st.WHIP == nil || st.WHIP.Mode != mode || st.Type != TypeWHIP {
 				t.Errorf("/api/streams live = %+v", st)

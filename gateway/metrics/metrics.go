@@ -36,6 +36,9 @@ type Options struct {
 	Pulls func() []PullTrack
 	// Recordings returns every recorded track's counters.
 	Recordings func() []Recording
+	// Sessions returns how many sessions of each kind are open, by kind
+	// (rtgate_sessions{kind}).
+	Sessions func() map[string]int
 	// Version and Commit label rtgate_build_info.
 	Version, Commit string
 }
@@ -124,6 +127,9 @@ func New(o Options) *Metrics {
 	}
 	if o.Recordings != nil {
 		m.reg.MustRegister(recordingCollector(o.Recordings))
+	}
+	if o.Sessions != nil {
+		m.reg.MustRegister(sessionCollector(o.Sessions))
 	}
 	return m
 }

@@ -105,6 +105,7 @@ type snapshots struct {
 	pipelines  []supervise.Status
 	pulls      []metrics.PullTrack
 	recordings []metrics.Recording
+	sessions   map[string]int
 }
 
 func (s *snapshots) options() metrics.Options {
@@ -114,6 +115,7 @@ func (s *snapshots) options() metrics.Options {
 		Pipelines:  func() []supervise.Status { defer lock()(); return s.pipelines },
 		Pulls:      func() []metrics.PullTrack { defer lock()(); return s.pulls },
 		Recordings: func() []metrics.Recording { defer lock()(); return s.recordings },
+		Sessions:   func() map[string]int { defer lock()(); return s.sessions },
 		Version:    "1.2.3", Commit: "abc",
 	}
 }
@@ -142,6 +144,7 @@ func TestSnapshotSeries(t *testing.T) {
 		pulls: []metrics.PullTrack{{Name: "rec1", Track: "cam1-video", Kind: "video", Packets: 990, Bytes: 890000,
 			Lost: 10, NACKs: 12, PLIs: 3, Jitter: 1500 * time.Microsecond}},
 		recordings: []metrics.Recording{{Name: "rec1", Track: "cam1-video", Bytes: 123456, Segments: 4, Errors: 1}},
+		sessions:   map[string]int{"whip": 1, "whep": 3, "sfu": 5},
 	}
 	m := metrics.New(s.options())
 	fams := scrape(t, m.Handler())
@@ -188,6 +191,8 @@ func TestSnapshotSeries(t *testing.T) {
 	wantSeries(t, fams, "rtgate_pull_nacks_total", C, map[string]float64{pl: 12})
 	wantSeries(t, fams, "rtgate_pull_plis_total", C, map[string]float64{pl: 3})
 	wantSeries(t, fams, "rtgate_pull_jitter_seconds", G, map[string]float64{pl: 0.0015})
+
+	wantSeries(t, fams, "rtgate_sessions", G, map[string]float64{"kind=whip": 1, "kind=whep": 3, "kind=sfu": 5})
 
 	rl := "name=rec1,track=cam1-video"
 	wantSeries(t, fams, "rtgate_recording_bytes_total", C, map[string]float64{rl: 123456})

@@ -132,6 +132,28 @@ func pullCollector(pulls func() []PullTrack) prometheus.Collector {
 	)
 }
 
+// sessionCount is one kind of session and how many are open.
+type sessionCount struct {
+	kind string
+	n    int
+}
+
+func sessionCollector(sessions func() map[string]int) prometheus.Collector {
+	rows := func() []sessionCount {
+		var out []sessionCount
+		for k, n := range sessions() {
+			out = append(out, sessionCount{k, n})
+		}
+		return out
+	}
+	return NewSnapshotCollector(rows, []string{"kind"},
+		func(c sessionCount) []string { return []string{c.kind} },
+		Metric[sessionCount]{Name: "rtgate_sessions", Type: gauge,
+			Help:  `Open sessions by kind: "whip" publishers, "whep" viewers, and with the embedded SFU its "sfu" sessions and "sfu_subscriptions" (subscribers of published tracks).`,
+			Value: func(c sessionCount) float64 { return float64(c.n) }},
+	)
+}
+
 func recordingCollector(recs func() []Recording) prometheus.Collector {
 	c := func(name, help string, v func(Recording) uint64) Metric[Recording] {
 		return Metric[Recording]{Name: name, Help: help, Type: counter,

@@ -262,6 +262,20 @@ func (h *Handler) Resources() int {
 	return len(h.resources)
 }
 
+// Counts returns how many WHIP publishers and WHEP viewers are open.
+func (h *Handler) Counts() (publishers, viewers int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.resources {
+		if _, ok := r.(publisher); ok {
+			publishers++
+		} else {
+			viewers++
+		}
+	}
+	return publishers, viewers
+}
+
 // goFunc runs fn as a goroutine Close waits for.
 func (h *Handler) goFunc(fn func()) {
 	h.wg.Add(1)
