@@ -3,7 +3,7 @@
 // command-line flags (in that order of increasing precedence), validation
 // that names the key path and the bad value of every problem, the app
 // secret resolver, and the conversions into the options of gateway/peer and
-// gateway/sfu.
+// gateway/sfu and into the process's log handler (config/logswitch).
 //
 // A Config is a plain value: loading never starts anything, and two configs
 // can be compared to find what a reload changes.
@@ -196,7 +196,6 @@ type WHEP struct {
 	Mode string `mapstructure:"mode"`
 }
 
-// Log configures logging (log/slog to stderr).
 // Stream is one stream the daemon publishes: its sources' tracks become
 // published tracks named <name>-video and <name>-audio unless named here.
 type Stream struct {
@@ -232,11 +231,16 @@ func (s Stream) SourceURLs() []string {
 	return append(out, s.Sources...)
 }
 
+// Log configures logging (log/slog to stderr). A reload applies all of it
+// in place (see NewLogSwitch).
 type Log struct {
 	// Level is debug, info, warn or error.
 	Level string `mapstructure:"level"`
 	// Format is text or json.
 	Format string `mapstructure:"format"`
+	// Levels maps a component (one of LogComponents) to its own level,
+	// which overrides Level for that component's loggers.
+	Levels map[string]string `mapstructure:"levels"`
 }
 
 // Default returns the configuration used for every key nothing sets.
@@ -266,7 +270,7 @@ func Default() *Config {
 		},
 		WHIP:            WHIP{Mode: ModeRelay, AllowAnyStream: true, OnConflict: ConflictReject},
 		WHEP:            WHEP{Mode: ModeRelay},
-		Log:             Log{Level: "info", Format: "text"},
+		Log:             Log{Level: "info", Format: "text", Levels: map[string]string{}},
 		Streams:         []Stream{},
 		ShutdownTimeout: 15 * time.Second,
 		MediaWatchdog:   30 * time.Second,

@@ -128,6 +128,7 @@ media_watchdog: 1m
 log:
   level: debug
   format: json
+  levels: {pion: warn, SFU: debug}
 streams:
   - name: cam1
     source: rtp://0.0.0.0:5004?codec=vp8&pt=96
@@ -214,7 +215,7 @@ func fullConfig() Config {
 		API:             API{Token: "api-token"},
 		ShutdownTimeout: 20 * time.Second,
 		MediaWatchdog:   time.Minute,
-		Log:             Log{Level: "debug", Format: "json"},
+		Log:             Log{Level: "debug", Format: "json", Levels: map[string]string{"pion": "warn", "sfu": "debug"}},
 		Streams:         fullStreams,
 		Record:          fullRecord,
 		Recordings:      fullRecordings,
@@ -305,6 +306,7 @@ func TestEnv(t *testing.T) {
 		"RTGATE_WHEP_MODE":                  "proxy",
 		"RTGATE_LOG_LEVEL":                  "debug",
 		"RTGATE_LOG_FORMAT":                 "json",
+		"RTGATE_LOG_LEVELS":                 "pion=warn, SFU=debug",
 		"RTGATE_STREAMS": `[{"name":"cam1","source":"rtp://0.0.0.0:5004?codec=vp8&pt=96","video_track":"front-door","whep_mode":"relay"},
 			{"name":"demo","sources":["file:///srv/demo.ivf?loop=true","file:///srv/demo.ogg?loop=true"]},
 			{"name":"studio","source":"whip","whip_mode":"relay","whip_token":"studio-pub","whep_token":"studio-play"}]`,
@@ -486,7 +488,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"inside a list item", "webrtc:\n  ice_servers:\n    - url: stun:x\n",
 			[]string{`webrtc.ice_servers[0].url: unknown key (line 3; did you mean "webrtc.ice_servers[0].urls"?)`}},
 		{"scalar for a section", "log: debug\n",
-			[]string{`log: "debug": must be a section with keys level, format (line 1)`}},
+			[]string{`log: "debug": must be a section with keys level, format, levels (line 1)`}},
 		{"several at once", "realtim: {}\nhttp:\n  listn: x\n  listen: x:1\nlogg: {}\n",
 			[]string{`realtim: unknown key`, `http.listn: unknown key`, `logg: unknown key`}},
 	}

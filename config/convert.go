@@ -98,22 +98,8 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("unknown log level %q", s)
 }
 
-// NewLogger returns a logger writing to w at log.level in log.format.
+// NewLogger returns a logger writing to w as log.* says (see
+// NewLogSwitch for one a reload can change).
 func (l Log) NewLogger(w io.Writer) *slog.Logger {
-	return l.NewLoggerLevel(w, nil)
-}
-
-// NewLoggerLevel is NewLogger with its level in lv (set to log.level), so
-// that a reload can change it; a nil lv fixes the level.
-func (l Log) NewLoggerLevel(w io.Writer, lv *slog.LevelVar) *slog.Logger {
-	var level slog.Leveler = l.SlogLevel()
-	if lv != nil {
-		lv.Set(l.SlogLevel())
-		level = lv
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(l.Format, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return l.NewLogSwitch(w).Logger()
 }

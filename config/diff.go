@@ -37,7 +37,7 @@ type Diff struct {
 	// changes them is refused, and the process must be restarted.
 	Restart []string
 	// Other lists the changed key paths the daemon applies in place
-	// (log level, tokens), without touching any pipeline.
+	// (log.*, tokens), without touching any pipeline.
 	Other []string
 }
 

@@ -129,7 +129,8 @@ func flagKey(f *pflag.Flag) string {
 // key whose FlagName it has.
 //
 // Every environment variable takes the value's text: durations as "30s",
-// lists comma-separated ("1.2.3.4,5.6.7.8"); RTGATE_WEBRTC_ICE_SERVERS is
+// lists comma-separated ("1.2.3.4,5.6.7.8"), maps as comma-separated
+// key=value pairs ("pion=warn,sfu=debug"); RTGATE_WEBRTC_ICE_SERVERS is
 // either comma-separated URLs (one server each, no credentials) or a JSON
 // list of {"urls": [...], "username": ..., "credential": ...}.
 //
@@ -418,6 +419,7 @@ var (
 	stringsType    = reflect.TypeFor[[]string]()
 	iceServersType = reflect.TypeFor[[]ICEServer]()
 	streamsType    = reflect.TypeFor[[]Stream]()
+	levelsType     = reflect.TypeFor[map[string]string]() // log.levels, the one map
 	// jsonLists are the list-of-objects keys an environment variable or
 	// flag sets as a JSON list.
 	jsonLists = map[reflect.Type]string{
@@ -449,6 +451,8 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		return splitList(s), nil
 	case to == iceServersType && isString:
 		return parseICEServers(s)
+	case to == levelsType && isString:
+		return parseLevels(s)
 	case jsonLists[to] != "" && isString:
 		var list []map[string]any
 		if err := json.Unmarshal([]byte(s), &list); err != nil {
@@ -594,6 +598,8 @@ func describe(t reflect.Type) string {
 	switch {
 	case t == durationType:
 		return `a duration such as "30s"`
+	case t == levelsType:
+		return "a map of component to level, such as {pion: warn, sfu: debug}"
 	case isInt(t):
 		return "an integer"
 	case isFloat(t):

@@ -118,12 +118,7 @@ func (c *Config) Validate() error {
 
 	c.validateWISH(v)
 
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		v.add("log.level", c.Log.Level, "must be debug, info, warn or error")
-	}
-	if f := strings.ToLower(c.Log.Format); f != "text" && f != "json" {
-		v.add("log.format", c.Log.Format, "must be text or json")
-	}
+	c.validateLog(v)
 
 	c.validateStreams(v)
 	c.validateRecord(v)

@@ -55,6 +55,8 @@ func TestArchitecture(t *testing.T) {
 				bad = "gateway/metrics reads pipelines' snapshots; it does not depend on the daemon, config or the SFU"
 			case pkg == "gateway/wish" && (dep == "gateway" || dep == "config" || strings.HasPrefix(dep, "gateway/sfu")):
 				bad = "gateway/wish reaches the SFU through gateway/realtime and the daemon through its Registry; it imports neither the daemon, config nor the embedded SFU"
+			case pkg == "config/logswitch":
+				bad = "config/logswitch is a slog handler and imports nothing of rtgate"
 			case pkg == "gateway/web":
 				bad = "gateway/web serves files and imports nothing of rtgate"
 			case dep == "gateway/bench" && !strings.HasPrefix(pkg, "cmd"):

@@ -18,7 +18,9 @@ var ErrReloadRefused = errors.New("reload refused")
 type ReloadResult struct {
 	// Changes are the pipelines started, stopped or restarted.
 	Changes []config.Change
-	// Applied lists the other keys now in effect (log level, tokens).
+	// Applied lists the other keys now in effect (tokens, log.*). The
+	// caller applies log.* to its loggers (cmd/rtgate sets its
+	// logswitch.Switch): the daemon does not own them.
 	Applied []string
 }
 

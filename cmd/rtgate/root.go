@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rtgate/rtgate/config"
+	"github.com/rtgate/rtgate/config/logswitch"
 )
 
 // app is what the commands share: where they write, and hooks for tests.
@@ -37,7 +38,8 @@ Configuration comes from, in increasing precedence:
   3. environment variables: RTGATE_ and the key path in capitals with "_"
      for ".", e.g. RTGATE_REALTIME_URL, RTGATE_REALTIME_APP_SECRET,
      RTGATE_HTTP_LISTEN; durations as "30s", lists comma-separated
-     (RTGATE_WEBRTC_PUBLIC_IPS=1.2.3.4,5.6.7.8),
+     (RTGATE_WEBRTC_PUBLIC_IPS=1.2.3.4,5.6.7.8), levels per log component
+     as pairs (RTGATE_LOG_LEVELS=pion=warn,sfu=debug),
   4. command-line flags.
 Unknown keys in the file are errors. "rtgate check" validates a configuration.`
 
@@ -64,7 +66,7 @@ func newRootCommand(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	pf := root.PersistentFlags()
-	pf.String("log-level", def.Log.Level, "log level: debug, info, warn or error (log.level)")
+	pf.String("log-level", def.Log.Level, "log level: debug, info, warn or error (log.level; log.levels\nsets one per component)")
 	pf.String("log-format", def.Log.Format, "log format on stderr: text or json (log.format)")
 	config.BindFlag(pf, "log-level", "log.level")
 	config.BindFlag(pf, "log-format", "log.format")
@@ -138,13 +140,16 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 // debug, where each key that is not at its default came from (never the
 // values: one is the secret).
 func newLogger(cmd *cobra.Command, cfg *config.Config, stderr io.Writer) *slog.Logger {
-	return newLeveledLogger(cmd, cfg, stderr, nil)
+	logger, _ := newSwitchedLogger(cmd, cfg, stderr)
+	return logger
 }
 
-// newLeveledLogger is newLogger with its level in lv, which a reload
-// changes (nil: fixed).
-func newLeveledLogger(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, lv *slog.LevelVar) *slog.Logger {
-	logger := cfg.Log.NewLoggerLevel(stderr, lv)
+// newSwitchedLogger is newLogger with the Switch behind it, through which
+// a reload applies a new log.* (levels, per-component levels, format) to
+// every logger made from it.
+func newSwitchedLogger(cmd *cobra.Command, cfg *config.Config, stderr io.Writer) (*slog.Logger, *logswitch.Switch) {
+	sw := cfg.Log.NewLogSwitch(stderr)
+	logger := sw.Logger()
 	if logger.Enabled(cmd.Context(), slog.LevelDebug) {
 		path, _ := cmd.Flags().GetString("config")
 		attrs := []any{"file", path}
@@ -155,5 +160,5 @@ func newLeveledLogger(cmd *cobra.Command, cfg *config.Config, stderr io.Writer, 
 		}
 		logger.Debug("configuration sources", attrs...)
 	}
-	return logger
+	return logger, sw
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rtgate/rtgate/config"
+	"github.com/rtgate/rtgate/config/logswitch"
 	"github.com/rtgate/rtgate/gateway"
 	"github.com/rtgate/rtgate/gateway/notify"
 )
@@ -38,7 +41,8 @@ when empty) and its secret realtime.app_secret or realtime.app_secret_file,
 or one generated for this run when neither is set.
 
 SIGHUP, or a change of the -c file, reloads the configuration: only the
-streams, recordings and forwards that changed are restarted; a file that
+streams, recordings and forwards that changed are restarted, and log.*
+(level, levels, format) applies to running pipelines' logs; a file that
 does not load, or that changes http.*, realtime.*, webrtc.* or sfu.*, is
 refused and the running configuration stays. Under systemd (NOTIFY_SOCKET)
 it sends READY, RELOADING, STOPPING and WATCHDOG notifications.
@@ -62,8 +66,7 @@ func newRunCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			level := new(slog.LevelVar)
-			logger := newLeveledLogger(cmd, cfg, a.stderr, level)
+			logger, sw := newSwitchedLogger(cmd, cfg, a.stderr)
 			gateway.Version, gateway.Commit = version, commit
 			d, err := gateway.New(cfg, logger)
 			if err != nil {
@@ -72,7 +75,7 @@ func newRunCommand(a *app) *cobra.Command {
 			if a.listening != nil {
 				a.listening(d.Addr())
 			}
-			return serve(cmd, d, logger, level)
+			return serve(cmd, d, logger, sw)
 		},
 	}
 	addRealtimeFlags(cmd)
@@ -83,7 +86,7 @@ func newRunCommand(a *app) *cobra.Command {
 // serve runs the daemon: it tells systemd when it is ready, feeds the
 // watchdog while healthy, reloads on SIGHUP and when the config file
 // changes, and says STOPPING when the command's context ends.
-func serve(cmd *cobra.Command, d *gateway.Daemon, logger *slog.Logger, level *slog.LevelVar) error {
+func serve(cmd *cobra.Command, d *gateway.Daemon, logger *slog.Logger, logs *logswitch.Switch) error {
 	ctx := cmd.Context()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -108,10 +111,16 @@ func serve(cmd *cobra.Command, d *gateway.Daemon, logger *slog.Logger, level *sl
 			d.ReloadFailed(err)
 			return
 		}
-		if _, err := d.Reload(cfg); err != nil && errors.Is(err, gateway.ErrReloadRefused) {
+		res, err := d.Reload(cfg)
+		if err != nil && errors.Is(err, gateway.ErrReloadRefused) {
 			return
 		}
-		level.Set(cfg.Log.SlogLevel())
+		// log.* in place: the loggers running pipelines hold follow the
+		// Switch from their next line.
+		logs.Set(cfg.Log.SwitchConfig())
+		if slices.ContainsFunc(res.Applied, func(k string) bool { return strings.HasPrefix(k, "log.") }) {
+			logger.Info("log settings applied", "level", cfg.Log.Level, "levels", cfg.Log.Levels, "format", cfg.Log.Format)
+		}
 	}
 	select {
 	case err := <-done:
