@@ -132,7 +132,7 @@ func New(cfg *config.Config, logger *slog.Logger) (*Daemon, error) {
 		Sessions: d.sessionCounts, Version: Version, Commit: Commit,
 	})
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	d.rtHTTP = &http.Client{Transport: d.metrics.RealtimeTransport(transport), Timeout: realtimeTimeout}
+	d.rtHTTP = &http.Client{Transport: idleCloser{d.metrics.RealtimeTransport(transport), transport}, Timeout: realtimeTimeout}
 	d.rt, err = realtime.New(realtime.Options{
 		BaseURL:    d.realtimeURL,
 		AppID:      cfg.AppID(),
@@ -307,6 +307,18 @@ func (d *Daemon) Close() error {
 	})
 	return d.closeErr
 }
+
+// idleCloser is the metrics-counting RoundTripper of the Realtime client
+// with the CloseIdleConnections of the transport under it: http.Client
+// reaches idle connections only through its Transport, and without this
+// Close would leave the keep-alive connections to the SFU (two goroutines
+// and a socket each) open after the daemon stopped.
+type idleCloser struct {
+	http.RoundTripper
+	idle *http.Transport
+}
+
+func (t idleCloser) CloseIdleConnections() { t.idle.CloseIdleConnections() }
 
 func addrList(addrs []net.Addr) string {
 	s := make([]string, len(addrs))
