@@ -77,8 +77,9 @@ type Options struct {
 	// the next failure waits as if it were the first (default 30 s).
 	ResetAfter time.Duration
 	// Watchdog, with Activity, cancels a run whose Activity did not advance
-	// for this long (the run's error is then ErrStalled) and restarts it.
-	// 0 turns the watchdog off.
+	// for this long (the run's error is then ErrStalled) and restarts it:
+	// within MinBackoff when its activity had advanced (the run was live),
+	// with the growing backoff when it never did. 0 turns the watchdog off.
 	Watchdog time.Duration
 	// Activity returns a counter that grows while the pipeline does its job
 	// (packets received or sent). The supervisor reads it a few times per
@@ -191,7 +192,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			st.LastStart, st.NextStart = start, time.Time{}
 			s.setState(st, StateStarting, start)
 		})
-		err := s.runOnce(ctx)
+		live, err := s.runOnce(ctx)
 		now := s.o.Clock.Now()
 		switch {
 		case ctx.Err() != nil:
@@ -209,7 +210,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			})
 			return fmt.Errorf("%s %s: %w", s.o.Kind, s.o.Name, err)
 		}
-		if now.Sub(start) >= s.o.ResetAfter {
+		// A run that lasted is a good one; so is one the watchdog ended
+		// after its media flowed: what stopped is upstream (a camera or
+		// encoder that died), and the restart that finds it back must come
+		// within MinBackoff, not after a backoff grown by earlier deaths.
+		// A run that never saw media still backs off (a source that stays
+		// dead is not churned every Watchdog).
+		if now.Sub(start) >= s.o.ResetAfter || (live && errors.Is(err, ErrStalled)) {
 			failures = 0
 		}
 		wait := s.backoff(failures)
@@ -248,9 +255,10 @@ func (s *Supervisor) backoff(n int) time.Duration {
 }
 
 // runOnce is one run of the pipeline, watched: it marks the run live and
-// cancels it when its activity stalls. It returns the run's error
-// (ErrStalled if the watchdog ended it) once the pipeline's Run returned.
-func (s *Supervisor) runOnce(ctx context.Context) error {
+// cancels it when its activity stalls. It returns whether the run was live
+// and the run's error (ErrStalled if the watchdog ended it) once the
+// pipeline's Run returned.
+func (s *Supervisor) runOnce(ctx context.Context) (bool, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -258,7 +266,7 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 
 	if s.o.Activity == nil {
 		s.markLive()
-		return s.wait(ctx, cancel, done, nil)
+		return true, s.wait(ctx, cancel, done, nil)
 	}
 	// Poll the counter a few times per watchdog period: a stall is noticed
 	// within 1.25 Watchdog, and the counter is read ~4 times per period,
@@ -275,10 +283,10 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 		select {
 		case err := <-done:
 			t.Stop()
-			return err
+			return live, err
 		case <-ctx.Done():
 			t.Stop()
-			return s.wait(ctx, cancel, done, nil)
+			return live, s.wait(ctx, cancel, done, nil)
 		case <-t.C():
 		}
 		now := s.o.Clock.Now()
@@ -292,7 +300,7 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 		}
 		if s.o.Watchdog > 0 && now.Sub(lastChange) >= s.o.Watchdog {
 			stalled := fmt.Errorf("%w for %s", ErrStalled, now.Sub(lastChange).Round(time.Millisecond))
-			return s.wait(ctx, cancel, done, stalled)
+			return live, s.wait(ctx, cancel, done, stalled)
 		}
 	}
 }

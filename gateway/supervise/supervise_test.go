@@ -350,3 +350,62 @@ func TestRunTwice(t *testing.T) {
 		t.Errorf("Run = %v", err)
 	}
 }
+
+// TestWatchdogAfterLiveRestartsPromptly: a pipeline whose media flows for a
+// while and then stops, again and again (a camera that keeps dying and
+// coming back), is restarted within MinBackoff each time: a stall after
+// media flowed is not a failure of the pipeline, and the backoff must not
+// grow with the count of such stalls (it would reach MaxBackoff and leave a
+// recovered source unpublished for up to that long).
+func TestWatchdogAfterLiveRestartsPromptly(t *testing.T) {
+	const minB = 100 * time.Millisecond
+	var packets atomic.Uint64
+	p := supervise.PipelineFunc(func(ctx context.Context) error {
+		// Media for 100 ms, then nothing.
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		until := time.Now().Add(100 * time.Millisecond)
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case now := <-tick.C:
+				if now.Before(until) {
+					packets.Add(1)
+				}
+			}
+		}
+	})
+	s := supervise.New(p, supervise.Options{Name: "cam", Kind: "stream", MinBackoff: minB, MaxBackoff: 30 * time.Second,
+		Watchdog: 200 * time.Millisecond, Activity: packets.Load, Logger: quiet})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// Each cycle takes ~100 ms of media, ~200 ms to notice the stall and at
+	// most minB of backoff. With a backoff doubling from minB, ten restarts
+	// would wait ~51 s in expectation.
+	waits := map[int]time.Duration{}
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Status().Retries < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d restarts in 20 s: the backoff grew (waits seen %v)", s.Status().Retries, waits)
+		}
+		if st := s.Status(); st.State == supervise.StateRetrying {
+			waits[st.Retries] = st.NextStart.Sub(st.LastErrorAt)
+			if !strings.Contains(st.LastError, supervise.ErrStalled.Error()) {
+				t.Fatalf("restart %d: last error %q, want the watchdog's", st.Retries, st.LastError)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for n, w := range waits {
+		if w > minB {
+			t.Errorf("restart %d waited %v, want at most MinBackoff %v", n, w, minB)
+		}
+	}
+	t.Logf("10 restarts after stalls; waits seen %v", waits)
+}
