@@ -76,11 +76,13 @@ run: build
 
 # The figures docs/PERFORMANCE.md reports: `rtgate bench` runs the relay,
 # idle, fan-out and record scenarios, each against a bare UDP floor and the
-# plain pion loop measured in the same run, prints the tables and where rtgate
-# stands against its targets, and writes bench-results/*.json and *.svg
-# (about 2.5 minutes). Its relay and fan-out scenarios supersede the Ingest
-# and FanOut benchmarks; those and the component micro-benchmarks are
-# bench-micro.
+# plain pion loop measured in the same run, and whep-ttff (WHEP time to first
+# frame in headless Chromium: it needs `make deps` for Chromium and the npm
+# runner, else its browser rows say "not measured (no chromium)"), prints the
+# tables and where rtgate stands against its targets, and writes
+# bench-results/*.json and *.svg (about 2.5 minutes, whep-ttff 15-20 s of
+# them). Its relay and fan-out scenarios supersede the Ingest and FanOut
+# benchmarks; those and the component micro-benchmarks are bench-micro.
 bench: build
 	@start=$$(date +%s); ./$(BIN) bench --out bench-results; rc=$$?; \
 	echo "make bench: $$(( $$(date +%s) - start )) s after the build"; exit $$rc

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/rtgate/rtgate/bridge"
 	"github.com/rtgate/rtgate/gateway/peer"
@@ -33,7 +34,12 @@ func (d *Daemon) pullStream(ctx context.Context, stream string, r wish.Resolver,
 	}
 	defer api.Close()
 	p, err := pull.New(pull.Options{Name: "whep " + stream, Client: d.rt, API: api, Sink: sink,
-		Stream: r, StreamName: stream, Logger: d.log.With("component", "pull")})
+		Stream: r, StreamName: stream, Logger: d.log.With("component", "pull"),
+		// The relay fan-out, the pull's one sink, coalesces its viewers'
+		// keyframe requests itself (one per 500 ms): a second window of the
+		// same length here dropped the fan-out's deferred request whenever
+		// the two timers lined up.
+		KeyframeInterval: time.Nanosecond})
 	if err != nil {
 		return err
 	}

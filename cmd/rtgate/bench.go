@@ -24,6 +24,13 @@ Scenarios (--scenarios):
   fanout  one 1 Mbit/s publisher -> embedded SFU -> M subscribers, M ramped
           (50, 100, 200, ...) until 1% loss or the time budget
   record  K RTP/UDP sources -> recordings on disk
+  whep-ttff  WHEP POST -> first frame in headless Chromium, proxy and relay
+          mode, one viewer at a time; the floor is a pion WHEP client's
+          first keyframe packet. It needs node, Chromium and the e2e runner
+          (--browser-dir, npm ci there) and the demo file (--ttff-video):
+          run it from the repository's root. Without Chromium or node its
+          browser rows say "not measured (no chromium)" (an error with
+          CI=true)
 
 For every point the system under test runs in its own process and the load
 (generators, receivers, peers) in another, both this binary again
@@ -31,7 +38,8 @@ For every point the system under test runs in its own process and the load
 test's own. Traffic stays on 127.0.0.1.
 
 It writes one JSON file per scenario, summary.json and SVG plots to --out.
-The defaults take about two and a half minutes (make bench).`
+The defaults take about two and a half minutes (make bench), whep-ttff 15 to
+20 s of them.`
 
 func newBenchCommand(a *app) *cobra.Command {
 	var (
@@ -41,12 +49,13 @@ func newBenchCommand(a *app) *cobra.Command {
 		fanSteps, fanBaseSts []int
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [--out DIR] [--scenarios relay,idle,fanout,record]",
+		Use:   "bench [--out DIR] [--scenarios relay,idle,fanout,record,whep-ttff]",
 		Short: "Benchmark rtgate against a bare UDP floor and a plain pion loop",
 		Long:  benchLong,
 		Example: `  rtgate bench
   rtgate bench --scenarios relay --relay 1x20000 --duration 5s
-  rtgate bench --scenarios fanout --fanout-steps 100,500,1000`,
+  rtgate bench --scenarios fanout --fanout-steps 100,500,1000
+  rtgate bench --scenarios whep-ttff --ttff-viewers 10`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if scenarios != "" {
@@ -78,7 +87,7 @@ func newBenchCommand(a *app) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.Out, "out", "bench-results", "directory for the JSON and SVG results")
-	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios to run (default all: relay,idle,fanout,record)")
+	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios to run (default all: relay,idle,fanout,record,whep-ttff)")
 	fs.StringVar(&variants, "variants", "", "comma-separated variants to run (default all: floor,pion,rtgate)")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "measured window of each point")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "traffic before each measured window")
@@ -95,6 +104,12 @@ func newBenchCommand(a *app) *cobra.Command {
 	fs.IntVar(&o.IdleTracks, "idle-tracks", 100, "idle published tracks")
 	fs.BoolVar(&o.PortPerStream, "port-per-stream", false, "give every rtgate relay/idle stream its own UDP port (the daemon shares one;\nwith the embedded SFU, whose port is shared too, two sessions between the\nsame two ports mix their media)")
 	fs.StringVar(&o.Profile, "profile", "", "directory: write CPU and allocation profiles of every point's system under test")
+	fs.IntVar(&o.TTFFViewers, "ttff-viewers", 8, "whep-ttff: Chromium viewers per mode")
+	fs.IntVar(&o.TTFFFloorViewers, "ttff-floor-viewers", 4, "whep-ttff: pion WHEP clients (the floor) per mode")
+	fs.DurationVar(&o.TTFFGap, "ttff-gap", time.Second, "whep-ttff: least time between the POSTs of two viewers of a stream")
+	fs.StringVar(&o.TTFFVideo, "ttff-video", "deploy/demo/demo.ivf", "whep-ttff: the VP8 IVF file its publishers replay")
+	fs.StringVar(&o.BrowserDir, "browser-dir", "cmd/rtgate/testdata/browser", "whep-ttff: the Chromium runner (pages.mjs, with npm ci done)")
+	fs.StringVar(&o.Chromium, "chromium", "", "whep-ttff: Chromium's binary (default $RTGATE_CHROMIUM, else /usr/lib/chromium/chromium)")
 	return cmd
 }
 

@@ -10,6 +10,9 @@
 //	fanout  one publisher -> SUT -> M subscribers, M ramped up until loss
 //	record  K RTP/UDP sources -> SUT -> one file each
 //	idle    K published tracks without media: memory per idle track
+//	whep-ttff  WHEP POST -> first frame in headless Chromium, proxy and
+//	        relay mode, one viewer at a time (the floor: a pion WHEP
+//	        client's first keyframe packet)
 //
 // Each runs three variants of the system under test (SUT): "floor", a bare
 // UDP read/write loop with no parsing and no crypto; "pion", the
@@ -44,11 +47,13 @@ import (
 )
 
 // Options configure a run. Zero values take the defaults of `make bench`,
-// chosen so that the whole run takes about two and a half minutes.
+// chosen so that the whole run takes about two and a half minutes
+// (whep-ttff: 15 to 20 s).
 type Options struct {
 	// Out is the directory for the JSON and SVG files ("bench-results").
 	Out string
-	// Scenarios to run, in order; nil means all: relay, idle, fanout, record.
+	// Scenarios to run, in order; nil means all: relay, idle, fanout,
+	// record, whep-ttff.
 	Scenarios []string
 	// Variants to run (nil: floor, pion and rtgate). Ratios need the
 	// baselines.
@@ -79,6 +84,23 @@ type Options struct {
 	RecordFormat            string
 	// IdleTracks is how many idle tracks are published (100).
 	IdleTracks int
+	// TTFFViewers is how many Chromium viewers whep-ttff starts per mode
+	// (8), TTFFFloorViewers how many pion WHEP clients (4); TTFFGap is
+	// the least time between the POSTs of two viewers of one stream
+	// (1 s: the SFU's keyframe budget, two requests refilled one per
+	// 500 ms, is full again, so that each viewer is measured on its own).
+	// Variants do not apply to whep-ttff.
+	TTFFViewers, TTFFFloorViewers int
+	TTFFGap                       time.Duration
+	// TTFFVideo is the VP8 IVF file whep-ttff publishes
+	// (deploy/demo/demo.ivf); BrowserDir the end-to-end tests' Chromium
+	// runner (cmd/rtgate/testdata/browser, with npm ci done); Chromium the
+	// browser's binary (RTGATE_CHROMIUM, else /usr/lib/chromium/chromium).
+	// Relative paths are from the working directory: `make bench` runs
+	// from the repository's root. Without Chromium or node, whep-ttff's
+	// browser rows are "not measured (no chromium)", or, with CI=true,
+	// failed.
+	TTFFVideo, BrowserDir, Chromium string
 	// PortPerStream gives every rtgate stream of the relay and idle
 	// scenarios its own UDP port. The daemon shares one port among all its
 	// PeerConnections, and the embedded SFU has one too: two sessions
@@ -117,7 +139,7 @@ func ParseRelayPoints(s string) ([]RelayPoint, error) {
 }
 
 // AllScenarios in the order they run.
-var AllScenarios = []string{ScenarioRelay, ScenarioIdle, ScenarioFanout, ScenarioRecord}
+var AllScenarios = []string{ScenarioRelay, ScenarioIdle, ScenarioFanout, ScenarioRecord, ScenarioTTFF}
 
 func (o *Options) setDefaults() error {
 	def := func(d *time.Duration, v time.Duration) {
@@ -173,6 +195,15 @@ func (o *Options) setDefaults() error {
 		o.RecordFormat = "ivf"
 	}
 	defInt(&o.IdleTracks, 100)
+	defInt(&o.TTFFViewers, 8)
+	defInt(&o.TTFFFloorViewers, 4)
+	def(&o.TTFFGap, time.Second)
+	if o.TTFFVideo == "" {
+		o.TTFFVideo = filepath.Join("deploy", "demo", "demo.ivf")
+	}
+	if o.BrowserDir == "" {
+		o.BrowserDir = filepath.Join("cmd", "rtgate", "testdata", "browser")
+	}
 	if o.Worker == nil {
 		exe, err := os.Executable()
 		if err != nil {
@@ -223,6 +254,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			pts = r.fanout()
 		case ScenarioRecord:
 			pts = r.record()
+		case ScenarioTTFF:
+			pts = r.whepTTFF()
 		}
 		ratios(pts)
 		r.rep.Points = append(r.rep.Points, pts...)

@@ -33,12 +33,13 @@ type load struct {
 	peers   []*leanPeer
 	clients map[string]*realtime.Client
 	mu      sync.Mutex // guards peers (subscribers are added concurrently)
+	ttff    ttffLoad   // whep-ttff: the publishers and viewers
 }
 
 func newLoad(log *slog.Logger) (*load, any, error) {
 	epoch := time.Now()
 	return &load{log: log, epoch: epoch, recv: &receiver{epoch: epoch, hist: newHistogram()},
-		clients: map[string]*realtime.Client{}}, struct{}{}, nil
+		clients: map[string]*realtime.Client{}, ttff: ttffLoad{log: log}}, struct{}{}, nil
 }
 
 // Arguments of the load's requests.
@@ -136,6 +137,18 @@ func (l *load) handle(ctx context.Context, op string, arg json.RawMessage) (any,
 		return l.wait(ctx, a.Timeout), nil
 	case "mark":
 		return l.mark(), nil
+	case "whip":
+		var a whipArg
+		if err := json.Unmarshal(arg, &a); err != nil {
+			return nil, err
+		}
+		return struct{}{}, l.ttff.publish(ctx, a)
+	case "ttff":
+		var a ttffArg
+		if err := json.Unmarshal(arg, &a); err != nil {
+			return nil, err
+		}
+		return l.ttff.run(ctx, a)
 	case "stopgen":
 		for _, g := range l.gens {
 			g.halt()
@@ -436,6 +449,7 @@ func (l *load) close() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, l.ttff.close())
 	for _, c := range l.conns {
 		_ = c.Close()
 	}

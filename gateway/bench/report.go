@@ -38,6 +38,10 @@ type Params struct {
 	RecordFormat        string   `json:"recordFormat"`
 	IdleTracks          int      `json:"idleTracks"`
 	PortPerStream       bool     `json:"portPerStream,omitempty"`
+	TTFFViewers         int      `json:"ttffViewers"`
+	TTFFFloorViewers    int      `json:"ttffFloorViewers"`
+	TTFFGap             string   `json:"ttffGap"`
+	TTFFVideo           string   `json:"ttffVideo"`
 }
 
 func (o Options) summary() Params {
@@ -45,7 +49,8 @@ func (o Options) summary() Params {
 		PacketSize: o.PacketSize, FanoutPPS: o.FanoutPPS, FanoutSteps: o.FanoutSteps,
 		FanoutBaselineSteps: o.FanoutBaselineSteps, FanoutBudget: o.FanoutBudget.String(),
 		RecordTracks: o.RecordTracks, RecordPPS: o.RecordPPS, RecordFormat: o.RecordFormat, IdleTracks: o.IdleTracks,
-		PortPerStream: o.PortPerStream}
+		PortPerStream: o.PortPerStream, TTFFViewers: o.TTFFViewers, TTFFFloorViewers: o.TTFFFloorViewers,
+		TTFFGap: o.TTFFGap.String(), TTFFVideo: o.TTFFVideo}
 	for _, rp := range o.RelayPoints {
 		p.RelayPoints = append(p.RelayPoints, rp.String())
 	}
@@ -76,6 +81,7 @@ var scenarioTitles = map[string]string{
 	ScenarioIdle:   "idle: published tracks without media",
 	ScenarioFanout: "fan-out: 1 publisher -> SUT -> M subscribers (each its own PeerConnection)",
 	ScenarioRecord: "record: K RTP/UDP sources -> SUT -> one file each",
+	ScenarioTTFF:   "whep-ttff: WHEP POST -> first frame, proxy and relay mode (rtgate run, embedded SFU)",
 }
 
 // printTable prints one scenario's points.
@@ -90,6 +96,15 @@ func printTable(w io.Writer, sc string, pts []Point, o Options) {
 	case ScenarioRecord:
 		fmt.Fprintf(w, "   %d-byte packets, rtgate writes %s, pion its ivfwriter, the floor raw packets; per packet written\n",
 			o.PacketSize, o.RecordFormat)
+	case ScenarioTTFF:
+		printTTFF(w, pts, o)
+		for _, p := range pts {
+			if p.Error != "" {
+				fmt.Fprintf(w, "   FAILED %s %s %s:\n%s\n", p.Scenario, p.TTFF.Mode, p.TTFF.Viewer, indent(p.Error))
+			}
+		}
+		fmt.Fprintln(w)
+		return
 	}
 	if o.PortPerStream && (sc == ScenarioRelay || sc == ScenarioIdle) {
 		fmt.Fprintln(w, "   --port-per-stream: every rtgate stream has its own UDP port (the daemon shares one)")
@@ -309,7 +324,7 @@ func targets(rep *Report, o Options) []Target {
 	} else {
 		add("RSS per idle published track", "<= 256 KiB", "-", statusNotMeasured)
 	}
-	add("WHEP time to first frame, median", "< 300 ms", "-", statusNotMeasured+" (no harness yet)")
+	ts = append(ts, ttffTarget(rep.Points))
 	add("this run's wall time (make bench: plus the build)", "< 3 min",
 		fmt.Sprintf("%.0f s", rep.Seconds), status(rep.Seconds < 180))
 	return ts

@@ -57,8 +57,13 @@ type Point struct {
 	Bytes  int64  `json:"bytes,omitempty"`
 	Frames uint64 `json:"frames,omitempty"`
 
-	// Error says why the point could not be measured (in full).
-	Error string `json:"error,omitempty"`
+	// TTFF is whep-ttff's figures.
+	TTFF *TTFF `json:"ttff,omitempty"`
+
+	// Error says why the point could not be measured (in full); Skipped
+	// why it was not (a tool missing on this machine, without CI=true).
+	Error   string `json:"error,omitempty"`
+	Skipped string `json:"skipped,omitempty"`
 }
 
 const callTimeout = 30 * time.Second
@@ -73,8 +78,19 @@ func (r *runner) logPoint(p *Point) {
 	default:
 		what += fmt.Sprintf(" %dx%d pps", p.Streams, p.PPS)
 	}
+	if p.Scenario == ScenarioTTFF && p.TTFF != nil {
+		what = fmt.Sprintf("%s %s %s", p.Scenario, p.TTFF.Mode, p.TTFF.Viewer)
+	}
 	if p.Error != "" {
 		r.logf("%s: FAILED: %s", what, p.Error)
+		return
+	}
+	if p.Skipped != "" {
+		r.logf("%s: not measured (%s)", what, p.Skipped)
+		return
+	}
+	if p.Scenario == ScenarioTTFF && p.TTFF != nil {
+		r.logf("%s: median %.0f ms, p90 %.0f ms of %v", what, p.TTFF.MedianMs, p.TTFF.P90Ms, roundMs(p.TTFF.SamplesMs))
 		return
 	}
 	if p.Scenario == ScenarioIdle {

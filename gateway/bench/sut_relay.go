@@ -30,6 +30,7 @@ type sutReady struct {
 	SFU     *sfuInfo   `json:"sfu,omitempty"`     // fan-out rtgate: the SUT's SFU
 	URL     string     `json:"url,omitempty"`     // fan-out pion: its signalling base URL
 	Addr    string     `json:"addr,omitempty"`    // fan-out floor: where the publisher sends
+	TTFF    *ttffInfo  `json:"ttff,omitempty"`    // whep-ttff: the daemon and its streams
 	// RSSBefore is the settled RSS before the first track, RSSIdle after
 	// every track is set up (published and connected), before any media.
 	RSSBefore int64 `json:"rssBefore"`

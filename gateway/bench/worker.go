@@ -24,6 +24,7 @@ const (
 	ScenarioFanout = "fanout"
 	ScenarioRecord = "record"
 	ScenarioIdle   = "idle"
+	ScenarioTTFF   = "whep-ttff"
 
 	VariantFloor  = "floor"
 	VariantPion   = "pion"
@@ -63,6 +64,8 @@ func newRole(ctx context.Context, cfg workerConfig, log *slog.Logger) (role, any
 			return newFanoutSUT(cfg, log)
 		case ScenarioRecord:
 			return newRecordSUT(ctx, cfg, log)
+		case ScenarioTTFF:
+			return newTTFFSUT(ctx, log)
 		}
 	}
 	return nil, nil, fmt.Errorf("bench worker: unknown role %q scenario %q", cfg.Role, cfg.Scenario)

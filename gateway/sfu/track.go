@@ -44,6 +44,7 @@ type pubTrack struct {
 	// Keyframe requests toward the publisher, coalesced (see requestKeyframe).
 	kfInterval time.Duration
 	lastPLI    atomic.Int64
+	kfDue      atomic.Int64 // Unix ns: the token bucket's theoretical arrival time (GCRA)
 	pliPending atomic.Bool
 	plisSent   atomic.Uint64
 }
@@ -173,18 +174,28 @@ func (p *pubTrack) close() {
 }
 
 // requestKeyframe asks the publisher for a keyframe. Requests are coalesced:
-// at most one PLI per kfInterval goes upstream; a request inside the window
-// schedules one at its end, so a subscriber that joins just after another
-// still gets its keyframe promptly. Keyframes are a scarce resource.
+// one PLI per kfInterval goes upstream, on average; a request beyond that
+// schedules one when it is due, so a subscriber that joins just after
+// another still gets its keyframe promptly. Keyframes are a scarce resource.
+//
+// After a quiet spell two PLIs may go in a row (a token bucket of two,
+// refilled one per kfInterval): a subscriber that connects just after
+// another one's keyframe was sent would otherwise wait the whole window.
+// That is what a relay WHEP viewer did (gateway/wish): rtgate's pull
+// connects, and its keyframe comes before the viewer rtgate serves from it
+// is connected; the viewer's own request then came 30 to 100 ms later and
+// waited about 450 ms.
 func (p *pubTrack) requestKeyframe() {
 	if p.kind != webrtc.RTPCodecTypeVideo || !p.isReady() || p.isClosed() {
 		return
 	}
 	now := time.Now().UnixNano()
-	last := p.lastPLI.Load()
-	wait := time.Duration(last + int64(p.kfInterval) - now)
+	due := p.kfDue.Load()
+	next := max(due, now) + int64(p.kfInterval)
+	wait := time.Duration(next - 2*int64(p.kfInterval) - now)
 	if wait <= 0 {
-		if p.lastPLI.CompareAndSwap(last, now) {
+		if p.kfDue.CompareAndSwap(due, next) {
+			p.lastPLI.Store(now)
 			p.plisSent.Add(1)
 			_ = p.sess.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(p.remote.SSRC())}})
 		}

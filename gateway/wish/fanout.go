@@ -124,6 +124,7 @@ type fanTrack struct {
 	id, streamID string
 	kind         webrtc.RTPCodecType
 	codec        bridge.Codec
+	pk           payloadKind // how to see a keyframe in the payload
 	kfInterval   time.Duration
 
 	binds  atomic.Pointer[[]*fanBinding] // copy on write
@@ -131,9 +132,17 @@ type fanTrack struct {
 
 	live       atomic.Bool
 	keyframe   atomic.Pointer[func()] // the upstream's keyframe request
-	lastPLI    atomic.Int64
+	lastPLI    atomic.Int64           // Unix ns of the last request sent upstream
 	pliPending atomic.Bool
+	lastAsk    atomic.Int64 // Unix ns of the last request of a viewer
+	lastKF     atomic.Int64 // Unix ns of the last keyframe written to the viewers
 	packets    atomic.Uint64
+
+	// The cold start (see hold): cold until the first viewer is served;
+	// heldKF is the Unix ns of the keyframe held, 0 for none.
+	cold   atomic.Bool
+	heldKF atomic.Int64
+	held   heldPackets // the writer's
 
 	// Used by the one goroutine that writes (the pull's reader).
 	hdr  rtp.Header // scratch: a header passed to a writer escapes, so it lives here
@@ -141,10 +150,12 @@ type fanTrack struct {
 }
 
 type fanBinding struct {
-	id   string
-	ssrc uint32
-	pt   uint8
-	w    webrtc.TrackLocalWriter
+	id    string
+	ssrc  uint32
+	pt    uint8
+	w     webrtc.TrackLocalWriter
+	tl    atomic.Pointer[viewerTimeline] // the viewer's, once it is known
+	flush atomic.Bool                    // give it the held packets first
 }
 
 func newFanTrack(stream, kind string, c bridge.Codec, kfInterval time.Duration) *fanTrack {
@@ -153,8 +164,9 @@ func newFanTrack(stream, kind string, c bridge.Codec, kfInterval time.Duration) 
 		k = webrtc.RTPCodecTypeAudio
 	}
 	ft := &fanTrack{id: stream + "-" + kind, streamID: stream, kind: k, codec: c, kfInterval: kfInterval,
-		cont: rebase{clock: c.ClockRate}}
+		cont: rebase{clock: c.ClockRate}, pk: payloadKindOf(c.MimeType)}
 	ft.binds.Store(&[]*fanBinding{})
+	ft.cold.Store(ft.pk != payloadOther)
 	return ft
 }
 
@@ -179,26 +191,147 @@ func (ft *fanTrack) pause() {
 func (ft *fanTrack) write(pkt *rtp.Packet) {
 	h := &ft.hdr
 	*h = pkt.Header
-	ft.cont.apply(h, time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	ft.cont.apply(h, now)
+	kf := ft.pk != payloadOther && keyframeStart(ft.pk, pkt.Payload)
+	if kf {
+		ft.lastKF.Store(now)
+	}
 	// Header extension ids belong to the pull's negotiation, not the
 	// viewers'.
 	h.Extension = false
 	h.Extensions = nil
 	ft.packets.Add(1)
+	flushed := false
 	for _, b := range *ft.binds.Load() {
+		if b.flush.Load() {
+			ft.flushTo(b, now)
+			flushed = true
+		}
 		h.SSRC = b.ssrc
 		h.PayloadType = b.pt
 		_, _ = b.w.WriteRTP(h, pkt.Payload)
+		if tl := b.tl.Load(); tl != nil {
+			tl.packet(kf, now)
+		}
+	}
+	if flushed {
+		ft.cold.Store(false) // served: from now on, keyframes are asked for
+		ft.heldKF.Store(0)
+		ft.held = heldPackets{}
+	} else if ft.cold.Load() {
+		ft.hold(h, pkt.Payload, kf, now)
 	}
 }
 
-// requestKeyframe asks the upstream for a keyframe: at most one request
-// per kfInterval; one inside the window is sent at its end, so a viewer
-// that joins just after another still gets its keyframe promptly.
+// The cold start of a relay stream: the first viewer's POST starts
+// rtgate's pull of the stream; when the pull's session connects, the SFU
+// asks the publisher for a keyframe for it, and that keyframe reaches the
+// fan-out 30 to 100 ms before the viewer is connected. Asking again costs
+// the publisher a second keyframe and the viewer hundreds of ms: a
+// browser's encoder ignores a request less than 300 ms after the last one
+// (libwebrtc), and the SFU's budget may hold it back. So until its first
+// viewer is served, a video fanTrack holds the packets from the last
+// keyframe on, and gives them to the first viewer that connects before it
+// goes on live: that viewer starts a few frames (tens of ms) behind, as a
+// jitter buffer would have it. It is no cache of the stream: nothing is
+// held once a viewer was served, nor kept older than holdAge.
+const (
+	holdAge   = 400 * time.Millisecond // older: ask for a new keyframe instead
+	holdBytes = 256 << 10
+	holdPkts  = 256
+)
+
+// heldPackets are the packets held since a keyframe, rebased, their
+// payloads copied into one buffer.
+type heldPackets struct {
+	hdr []rtp.Header
+	pay [][]byte // slices of buf
+	buf []byte
+	out rtp.Header // scratch for writing (a header passed to a writer escapes)
+}
+
+// hold keeps a packet of the cold start (the writer's goroutine).
+func (ft *fanTrack) hold(h *rtp.Header, payload []byte, kf bool, now int64) {
+	hp := &ft.held
+	if kf {
+		if hp.buf == nil {
+			// Once per cold start of a stream, not per packet.
+			hp.hdr, hp.pay, hp.buf = make([]rtp.Header, 0, holdPkts), make([][]byte, 0, holdPkts), make([]byte, 0, holdBytes)
+		}
+		hp.hdr, hp.pay, hp.buf = hp.hdr[:0], hp.pay[:0], hp.buf[:0]
+		ft.heldKF.Store(now)
+	}
+	at := ft.heldKF.Load()
+	if at == 0 {
+		return
+	}
+	if now-at > int64(holdAge) || len(hp.hdr) == holdPkts || len(hp.buf)+len(payload) > holdBytes {
+		ft.heldKF.Store(0) // too old or too big: the next keyframe starts again
+		return
+	}
+	off := len(hp.buf)
+	hp.buf = append(hp.buf, payload...)
+	hp.hdr = append(hp.hdr, *h)
+	hp.pay = append(hp.pay, hp.buf[off:len(hp.buf):len(hp.buf)])
+}
+
+// flushTo writes the held packets to a viewer that has just connected,
+// or, when none are held any more, asks for a keyframe (the writer's
+// goroutine).
+func (ft *fanTrack) flushTo(b *fanBinding, now int64) {
+	b.flush.Store(false)
+	hp := &ft.held
+	if ft.heldKF.Load() == 0 || len(hp.hdr) == 0 {
+		ft.requestKeyframe()
+		return
+	}
+	tl := b.tl.Load()
+	for i := range hp.hdr {
+		hp.out = hp.hdr[i]
+		hp.out.SSRC = b.ssrc
+		hp.out.PayloadType = b.pt
+		_, _ = b.w.WriteRTP(&hp.out, hp.pay[i])
+		if tl != nil {
+			tl.packet(i == 0, now)
+		}
+	}
+}
+
+// join gives a viewer that has just connected its first keyframe: the one
+// held since the cold start if it is there (see hold), else a request.
+func (ft *fanTrack) join(ssrc uint32) {
+	if ft.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	if ft.cold.Load() && ft.heldKF.Load() != 0 {
+		for _, b := range *ft.binds.Load() {
+			if b.ssrc == ssrc {
+				b.flush.Store(true) // the writer gives it the held packets
+				return
+			}
+		}
+	}
+	ft.requestKeyframe()
+}
+
+// requestKeyframe asks the upstream for a keyframe for viewers that can
+// receive one now: one that has just connected, or one that sent a PLI.
+// At most one request per kfInterval goes upstream. An ask inside the
+// window is remembered: at the window's end a request goes upstream,
+// unless a keyframe has passed since the last ask, which then reached
+// every viewer that was asking (they were connected when they asked). So
+// a viewer that joins just after another gets its keyframe promptly, and
+// no keyframe is asked for that nobody waits for.
 func (ft *fanTrack) requestKeyframe() {
 	if ft.kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
+	ft.lastAsk.Store(time.Now().UnixNano())
+	ft.sendKeyframeRequest()
+}
+
+func (ft *fanTrack) sendKeyframeRequest() {
 	now := time.Now().UnixNano()
 	last := ft.lastPLI.Load()
 	wait := time.Duration(last + int64(ft.kfInterval) - now)
@@ -206,6 +339,11 @@ func (ft *fanTrack) requestKeyframe() {
 		if ft.lastPLI.CompareAndSwap(last, now) {
 			if kf := ft.keyframe.Load(); kf != nil {
 				(*kf)()
+				for _, b := range *ft.binds.Load() {
+					if tl := b.tl.Load(); tl != nil {
+						tl.upstream(now)
+					}
+				}
 			}
 		}
 		return
@@ -213,7 +351,10 @@ func (ft *fanTrack) requestKeyframe() {
 	if ft.pliPending.CompareAndSwap(false, true) {
 		time.AfterFunc(wait, func() {
 			ft.pliPending.Store(false)
-			ft.requestKeyframe()
+			if ft.lastKF.Load() >= ft.lastAsk.Load() {
+				return // answered by a keyframe that came meanwhile
+			}
+			ft.sendKeyframeRequest()
 		})
 	}
 }
@@ -224,7 +365,10 @@ func (ft *fanTrack) StreamID() string          { return ft.streamID }
 func (ft *fanTrack) Kind() webrtc.RTPCodecType { return ft.kind }
 
 // Bind picks the track's codec among the viewer's and starts writing to
-// it; a new viewer wants a keyframe now.
+// it. It asks for no keyframe: the viewer's transport is not up yet, so one
+// that came now would be lost, and would hold back the next request by a
+// window here and in the SFU. The viewer asks once it is connected
+// (whepRelay).
 func (ft *fanTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	codec, ok := pickCodec(ft.codec, ctx.CodecParameters())
 	if !ok {
@@ -237,8 +381,23 @@ func (ft *fanTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	next = append(append(next, old...), b)
 	ft.binds.Store(&next)
 	ft.bindMu.Unlock()
-	ft.requestKeyframe()
 	return codec, nil
+}
+
+// follow gives the viewer bound with ssrc its timeline: the writer records
+// its first packet and keyframe into it. A request sent upstream since the
+// viewer's POST counts as the viewer's, and a keyframe that passed since
+// then, before the viewer could receive it, as lost to it.
+func (ft *fanTrack) follow(ssrc uint32, tl *viewerTimeline) {
+	for _, b := range *ft.binds.Load() {
+		if b.ssrc == ssrc {
+			tl.upstream(ft.lastPLI.Load())
+			if kf := ft.lastKF.Load(); kf >= tl.post.UnixNano() {
+				tl.earlyKeyframe.CompareAndSwap(0, kf)
+			}
+			b.tl.Store(tl)
+		}
+	}
 }
 
 // Unbind stops writing to a viewer.

@@ -22,6 +22,7 @@ import (
 // only reads the remote tracks of the one attached now.
 type Source struct {
 	tracks []bridge.Track
+	kf     []kfBudget // by track: the keyframe requests to the publisher
 
 	mu   sync.Mutex
 	cur  *feed
@@ -38,7 +39,11 @@ type feed struct {
 // NewSource makes a Source with the given tracks (at most one audio and one
 // video).
 func NewSource(tracks []bridge.Track) *Source {
-	return &Source{tracks: tracks, wake: make(chan struct{})}
+	s := &Source{tracks: tracks, kf: make([]kfBudget, len(tracks)), wake: make(chan struct{})}
+	for i := range s.kf {
+		s.kf[i].interval = keyframeInterval
+	}
+	return s
 }
 
 // Tracks returns the tracks negotiated with the first publisher.
@@ -173,24 +178,42 @@ func (r *trackReader) handle(n int) {
 	r.fn(r.track, &r.pkt)
 }
 
-// RequestKeyframe sends a PLI to the attached publisher for a video track.
-// It returns false when there is none yet (or the track is audio).
+// RequestKeyframe sends a PLI to the attached publisher for a video track,
+// within the track's budget (kfBudget): at once, or once when a token is
+// due. It returns false when there is no publisher yet (or the track is
+// audio). The publish.Stream of the source leaves the coalescing to it
+// (newRelayIngest).
 func (s *Source) RequestKeyframe(track int) bool {
 	if track < 0 || track >= len(s.tracks) || s.tracks[track].Kind != bridge.KindVideo {
 		return false
 	}
-	s.mu.Lock()
-	f := s.cur
-	var remote *webrtc.TrackRemote
-	if f != nil {
-		remote = f.remotes[track]
-	}
-	s.mu.Unlock()
-	if remote == nil {
+	if s.remoteOf(track) == nil {
 		return false
 	}
-	err := f.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}})
-	return err == nil
+	s.kf[track].request(func() {
+		// The publisher attached when the request goes (it may have
+		// changed while a deferred one waited).
+		s.mu.Lock()
+		f := s.cur
+		s.mu.Unlock()
+		if f == nil {
+			return
+		}
+		if remote := s.remoteOf(track); remote != nil {
+			_ = f.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}})
+		}
+	})
+	return true
+}
+
+// remoteOf returns the attached publisher's remote track of track i.
+func (s *Source) remoteOf(i int) *webrtc.TrackRemote {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return nil
+	}
+	return s.cur.remotes[i]
 }
 
 // Close does nothing: the publishers' PeerConnections belong to their

@@ -22,6 +22,7 @@ const keyframeInterval = 500 * time.Millisecond
 // answer, or an empty body and 201 with rtgate's offer, whose answer the
 // client PATCHes (application/sdp).
 func (h *Handler) postWHEP(w http.ResponseWriter, r *http.Request) {
+	tl := newViewerTimeline(time.Now())
 	name := r.PathValue("stream")
 	st, found := h.o.Registry.Lookup(name)
 	if !h.authorize(w, r, "whep", st) {
@@ -72,9 +73,9 @@ func (h *Handler) postWHEP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st.o.WHEPMode == ModeProxy {
-		h.playProxy(w, r, st, offer, medias)
+		h.playProxy(w, r, st, offer, medias, tl)
 	} else {
-		h.playRelay(w, r, st, offer, medias, len(pts))
+		h.playRelay(w, r, st, offer, medias, len(pts), tl)
 	}
 }
 
@@ -119,11 +120,13 @@ type fanPull struct {
 	done   chan struct{}
 }
 
-// acquireFan returns the stream's pull, starting it for the first viewer.
-func (st *Stream) acquireFan(h *Handler) *fanPull {
+// acquireFan returns the stream's pull, starting it for the first viewer
+// (started).
+func (st *Stream) acquireFan(h *Handler) (*fanPull, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.fan == nil {
+	started := st.fan == nil
+	if started {
 		ctx, cancel := context.WithCancel(h.ctx)
 		fp := &fanPull{cancel: cancel, done: make(chan struct{})}
 		fp.sink = newFanout(st.Name(), keyframeInterval, func() {
@@ -147,7 +150,7 @@ func (st *Stream) acquireFan(h *Handler) *fanPull {
 		})
 	}
 	st.fan.refs++
-	return st.fan
+	return st.fan, started
 }
 
 // releaseFan drops a reference; the last one stops the pull and waits for
@@ -187,6 +190,7 @@ type whepRelay struct {
 	resBase
 	pc          *webrtc.PeerConnection
 	fan         *fanPull
+	tl          *viewerTimeline
 	ice         iceState
 	weOffered   bool
 	awaitAnswer bool // guarded by resBase.mu
@@ -195,8 +199,9 @@ type whepRelay struct {
 // playRelay serves a viewer from the stream's pull: once the pull
 // delivers the stream's tracks, each becomes a sender on the viewer's
 // PeerConnection.
-func (h *Handler) playRelay(w http.ResponseWriter, r *http.Request, st *Stream, offer string, medias []media, want int) {
-	fp := st.acquireFan(h)
+func (h *Handler) playRelay(w http.ResponseWriter, r *http.Request, st *Stream, offer string, medias []media, want int, tl *viewerTimeline) {
+	fp, cold := st.acquireFan(h)
+	tl.cold = cold
 	keep := false
 	defer func() {
 		if !keep {
@@ -206,6 +211,7 @@ func (h *Handler) playRelay(w http.ResponseWriter, r *http.Request, st *Stream, 
 	mctx, cancel := context.WithTimeout(r.Context(), h.o.MediaWait)
 	fts := fp.sink.waitTracks(mctx, want)
 	cancel()
+	stamp(&tl.media)
 	if len(fts) == 0 {
 		w.Header().Set("Retry-After", "2")
 		httpError(w, http.StatusServiceUnavailable, "stream %q is not live: no media within %s", st.Name(), h.o.MediaWait)
@@ -216,8 +222,9 @@ func (h *Handler) playRelay(w http.ResponseWriter, r *http.Request, st *Stream, 
 		httpError(w, http.StatusInternalServerError, "cannot make a PeerConnection: %v", err)
 		return
 	}
-	v := &whepRelay{pc: pc, fan: fp, weOffered: offer == ""}
+	v := &whepRelay{pc: pc, fan: fp, weOffered: offer == "", tl: tl}
 	v.init(h, "whep", st, r)
+	tl.watch(pc)
 	defer func() {
 		if !keep {
 			_ = pc.Close()
@@ -295,13 +302,41 @@ func (h *Handler) playRelay(w http.ResponseWriter, r *http.Request, st *Stream, 
 		return
 	}
 	keep = true
+	// The timeline follows the viewer's video from its binding: made now
+	// when the client offered, at its answer (PATCH) when rtgate did.
+	follow := func() {
+		for _, s := range senders {
+			if enc := s.s.GetParameters().Encodings; s.ft.kind == webrtc.RTPCodecTypeVideo && len(enc) > 0 {
+				s.ft.follow(uint32(enc[0].SSRC), tl)
+			}
+		}
+	}
+	follow()
 	for _, s := range senders {
 		// Viewers' PLIs go upstream, coalesced per track; draining also
 		// feeds the NACK responder.
-		h.goFunc(func() { peer.DrainKeyframeRequests(s.s, s.ft.requestKeyframe) })
+		h.goFunc(func() {
+			peer.DrainKeyframeRequests(s.s, func() {
+				if s.ft.kind == webrtc.RTPCodecTypeVideo {
+					tl.viewerPLI()
+				}
+				s.ft.requestKeyframe()
+			})
+		})
 	}
-	h.goFunc(func() { h.superviseICE(v, pc, signal, func() {}) })
+	h.goFunc(func() {
+		h.superviseICE(v, pc, signal, func() {
+			follow()
+			// Now a keyframe reaches the viewer: give it its first one.
+			for _, s := range senders {
+				if enc := s.s.GetParameters().Encodings; len(enc) > 0 {
+					s.ft.join(uint32(enc[0].SSRC))
+				}
+			}
+		})
+	})
 	h.log.Info("WHEP viewer", "stream", st.Name(), "mode", ModeRelay, "remote", r.RemoteAddr, "offer", map[bool]string{true: "client", false: "rtgate"}[offer != ""])
+	stamp(&tl.answer)
 	v.respondCreated(w, sdp)
 }
 
@@ -321,6 +356,7 @@ func (v *whepRelay) end(why string) {
 		_ = v.pc.Close()
 		v.st.releaseFan(v.fan)
 		v.h.log.Info("WHEP viewer gone", "stream", v.st.Name(), "why", why)
+		v.tl.log(v.h.log, v.st.Name(), ModeRelay, v.location())
 	})
 }
 
@@ -362,7 +398,7 @@ type whepProxy struct {
 // playProxy makes the viewer's SFU session and pulls the stream's tracks
 // into it: with the client's offer (the SFU answers) or without (the SFU
 // offers; the client's answer comes by PATCH and goes to renegotiate).
-func (h *Handler) playProxy(w http.ResponseWriter, r *http.Request, st *Stream, offer string, medias []media) {
+func (h *Handler) playProxy(w http.ResponseWriter, r *http.Request, st *Stream, offer string, medias []media, tl *viewerTimeline) {
 	session, pts, ok := st.PublishedTracks()
 	if !ok {
 		w.Header().Set("Retry-After", "2")
@@ -431,7 +467,9 @@ func (h *Handler) playProxy(w http.ResponseWriter, r *http.Request, st *Stream, 
 	}
 	h.goFunc(func() { h.watchSession(&v.resBase, v, v.session) })
 	h.log.Info("WHEP viewer", "stream", st.Name(), "mode", ModeProxy, "remote", r.RemoteAddr, "session", v.session)
+	stamp(&tl.answer)
 	v.respondCreated(w, res.SessionDescription.SDP)
+	tl.log(h.log, st.Name(), ModeProxy, v.location())
 }
 
 func (v *whepProxy) end(why string) {

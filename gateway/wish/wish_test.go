@@ -17,6 +17,7 @@ import (
 	"github.com/rtgate/rtgate/gateway/internal/rtctest"
 	"github.com/rtgate/rtgate/gateway/peer"
 	"github.com/rtgate/rtgate/gateway/pull"
+	"github.com/rtgate/rtgate/gateway/sfu"
 )
 
 // testRegistry is a registry of streams made on demand.
@@ -61,7 +62,13 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	env := rtctest.NewEnv(t, rtctest.FastOptions())
+	return newTestEnvSFU(t, rtctest.FastOptions())
+}
+
+// newTestEnvSFU is newTestEnv over an SFU with the given options.
+func newTestEnvSFU(t *testing.T, o sfu.Options) *testEnv {
+	t.Helper()
+	env := rtctest.NewEnv(t, o)
 	reg := &testRegistry{m: map[string]*Stream{}}
 	h, err := New(Options{
 		Registry: reg, Client: env.Client, API: rtctest.PeerAPI(t),
