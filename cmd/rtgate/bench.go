@@ -102,7 +102,6 @@ func newBenchCommand(a *app) *cobra.Command {
 	fs.IntVar(&o.RecordPPS, "record-pps", 200, "packets/s of each recorded track")
 	fs.StringVar(&o.RecordFormat, "record-format", "ivf", "rtgate's recording format: ivf, webm, mkv, mp4")
 	fs.IntVar(&o.IdleTracks, "idle-tracks", 100, "idle published tracks")
-	fs.BoolVar(&o.PortPerStream, "port-per-stream", false, "give every rtgate relay/idle stream its own UDP port (the daemon shares one;\nwith the embedded SFU, whose port is shared too, two sessions between the\nsame two ports mix their media)")
 	fs.StringVar(&o.Profile, "profile", "", "directory: write CPU and allocation profiles of every point's system under test")
 	fs.IntVar(&o.TTFFViewers, "ttff-viewers", 8, "whep-ttff: Chromium viewers per mode")
 	fs.IntVar(&o.TTFFFloorViewers, "ttff-floor-viewers", 4, "whep-ttff: pion WHEP clients (the floor) per mode")

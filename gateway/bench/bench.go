@@ -101,14 +101,6 @@ type Options struct {
 	// browser rows are "not measured (no chromium)", or, with CI=true,
 	// failed.
 	TTFFVideo, BrowserDir, Chromium string
-	// PortPerStream gives every rtgate stream of the relay and idle
-	// scenarios its own UDP port. The daemon shares one port among all its
-	// PeerConnections, and the embedded SFU has one too: two sessions
-	// between the same two ports cannot be told apart, so with more than
-	// one stream to the embedded SFU their media mix (a bug, reported).
-	// This measures the publishing path as it will cost once that is
-	// fixed; the tables say so.
-	PortPerStream bool
 	// Profile, if set, is a directory: the SUT of every point writes a CPU
 	// profile and allocation profiles of its measured window there.
 	Profile string

@@ -37,7 +37,6 @@ type Params struct {
 	RecordPPS           int      `json:"recordPPS"`
 	RecordFormat        string   `json:"recordFormat"`
 	IdleTracks          int      `json:"idleTracks"`
-	PortPerStream       bool     `json:"portPerStream,omitempty"`
 	TTFFViewers         int      `json:"ttffViewers"`
 	TTFFFloorViewers    int      `json:"ttffFloorViewers"`
 	TTFFGap             string   `json:"ttffGap"`
@@ -49,7 +48,7 @@ func (o Options) summary() Params {
 		PacketSize: o.PacketSize, FanoutPPS: o.FanoutPPS, FanoutSteps: o.FanoutSteps,
 		FanoutBaselineSteps: o.FanoutBaselineSteps, FanoutBudget: o.FanoutBudget.String(),
 		RecordTracks: o.RecordTracks, RecordPPS: o.RecordPPS, RecordFormat: o.RecordFormat, IdleTracks: o.IdleTracks,
-		PortPerStream: o.PortPerStream, TTFFViewers: o.TTFFViewers, TTFFFloorViewers: o.TTFFFloorViewers,
+		TTFFViewers: o.TTFFViewers, TTFFFloorViewers: o.TTFFFloorViewers,
 		TTFFGap: o.TTFFGap.String(), TTFFVideo: o.TTFFVideo}
 	for _, rp := range o.RelayPoints {
 		p.RelayPoints = append(p.RelayPoints, rp.String())
@@ -105,9 +104,6 @@ func printTable(w io.Writer, sc string, pts []Point, o Options) {
 		}
 		fmt.Fprintln(w)
 		return
-	}
-	if o.PortPerStream && (sc == ScenarioRelay || sc == ScenarioIdle) {
-		fmt.Fprintln(w, "   --port-per-stream: every rtgate stream has its own UDP port (the daemon shares one)")
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	switch sc {

@@ -181,7 +181,7 @@ func (r *runner) relayPoint(v string, rp RelayPoint) (p Point) {
 		return fail(err)
 	}
 	defer load.stop()
-	cfg := workerConfig{Role: roleSUT, Scenario: ScenarioRelay, Variant: v, Streams: rp.Streams, PortPerStream: r.o.PortPerStream}
+	cfg := workerConfig{Role: roleSUT, Scenario: ScenarioRelay, Variant: v, Streams: rp.Streams}
 	if v == VariantFloor {
 		var rec struct {
 			Addrs []string `json:"addrs"`
@@ -251,8 +251,7 @@ func (r *runner) idlePoint(v string) (p Point) {
 		return fail(err)
 	}
 	defer load.stop()
-	cfg := workerConfig{Role: roleSUT, Scenario: ScenarioIdle, Variant: v, Streams: r.o.IdleTracks, SFU: &sfuInfo{},
-		PortPerStream: r.o.PortPerStream}
+	cfg := workerConfig{Role: roleSUT, Scenario: ScenarioIdle, Variant: v, Streams: r.o.IdleTracks, SFU: &sfuInfo{}}
 	if err := load.call("sfu", nil, cfg.SFU, callTimeout); err != nil {
 		return fail(err)
 	}

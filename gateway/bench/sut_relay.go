@@ -254,7 +254,7 @@ func (s *relaySUT) pion(cfg workerConfig, ready *sutReady) error {
 
 // rtgate is what `rtgate run` does for a stream with an rtp:// source:
 // rtpudp.Source -> publish.Stream (continuity, TrackLocalStaticRTP, rtgate's
-// interceptors, one UDP port for every PeerConnection) with the daemon's
+// interceptors, a UDP port for each PeerConnection) with the daemon's
 // default WebRTC settings.
 func (s *relaySUT) rtgate(cfg workerConfig, ready *sutReady) error {
 	if cfg.SFU == nil {
@@ -263,20 +263,15 @@ func (s *relaySUT) rtgate(cfg workerConfig, ready *sutReady) error {
 	po := config.Default().PeerOptions(s.log)
 	po.ListenIP, po.UDPPort, po.PublicIPs, po.ICEServers = "127.0.0.1", 0, nil, nil
 	po.RemoteIPFilter = isLoopback
-	api, err := peer.New(po)
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, api.Close)
-	apiFor := func() (*peer.API, error) { return api, nil }
-	if cfg.PortPerStream {
-		apiFor = func() (*peer.API, error) {
-			a, err := peer.New(po)
-			if err == nil {
-				s.closers = append(s.closers, a.Close)
-			}
-			return a, err
+	// Each stream its own API and UDP port, as the daemon gives every
+	// PeerConnection toward the SFU (gateway.Daemon.sfuAPI): the SFU tells
+	// sessions apart by the peer's address.
+	apiFor := func() (*peer.API, error) {
+		a, err := peer.New(po)
+		if err == nil {
+			s.closers = append(s.closers, a.Close)
 		}
+		return a, err
 	}
 	c, err := cfg.SFU.client(s.log)
 	if err != nil {

@@ -43,10 +43,6 @@ type workerConfig struct {
 	Dests    []string `json:"dests,omitempty"` // relay floor: where stream i goes
 	SFU      *sfuInfo `json:"sfu,omitempty"`   // relay, idle: the SFU to publish to
 	Format   string   `json:"format,omitempty"`
-	// PortPerStream gives every rtgate relay/idle stream its own pion API
-	// and UDP port instead of the daemon's one shared port (see
-	// Options.PortPerStream).
-	PortPerStream bool `json:"portPerStream,omitempty"`
 	// Profile, if set, is the path prefix of the CPU and allocation
 	// profiles the SUT writes for the measured window.
 	Profile string `json:"profile,omitempty"`
