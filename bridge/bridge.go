@@ -13,6 +13,7 @@ package bridge
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/pion/rtp"
 )
@@ -61,7 +62,8 @@ type Source interface {
 	// Run produces packets until ctx is done (it then returns nil), a
 	// non-looping file ends (io.EOF), or a fatal error. It does not return
 	// before its last call of fn has returned. It may be called again after
-	// it returned, to restart the source.
+	// it returned, to restart the source. ctx may ask the source to
+	// announce its batches (WithBatch).
 	Run(ctx context.Context, fn PacketFunc) error
 	// RequestKeyframe asks the source to make a keyframe on a video track
 	// soon. It returns false when the source cannot (a file); the caller
@@ -69,6 +71,48 @@ type Source interface {
 	RequestKeyframe(track int) bool
 	// Close releases what the source holds (sockets, files).
 	Close() error
+}
+
+// Batch is an optional contract between a Source and the receiver of its
+// packets, who asks for it by running the source with a context made by
+// WithBatch. A source that reads its packets in batches (bridge/rtpudp:
+// every datagram one recvmmsg(2) returned) then tells the receiver where a
+// batch begins and ends, so that the receiver can send what it makes of a
+// batch with one system call too (gateway/peer's API.Cork and API.Flush:
+// sendmmsg(2)). Sources without batches ignore it.
+//
+// It travels in the context, not as a method of Source, because wrappers
+// of a source (a counting wrapper, a watchdog) pass the context of Run
+// through unchanged but hide the methods of what they wrap, and because
+// every Source would otherwise have to implement it.
+type Batch struct {
+	// Begin is called before the first packet of a batch of two or more
+	// packets, and End after the last one was handed to the PacketFunc;
+	// both from the goroutine that calls the PacketFunc for them, both or
+	// neither, and never nested. A batch of one packet is not announced.
+	// Either may be nil.
+	Begin, End func()
+	// Linger lets a source that reads a socket wait up to this long
+	// before reading again, when its packets arrive fast enough that the
+	// wait gathers several (fewer wakeups and system calls per packet, on
+	// both sides of the receiver) at the price of that much added
+	// latency. At low packet rates the source never waits. 0: no wait.
+	Linger time.Duration
+}
+
+type batchKey struct{}
+
+// WithBatch returns a context for Source.Run that asks the source to
+// announce its batches to b (see Batch).
+func WithBatch(ctx context.Context, b Batch) context.Context {
+	return context.WithValue(ctx, batchKey{}, b)
+}
+
+// BatchFrom returns the Batch that WithBatch put in ctx; the zero Batch
+// (no calls, no wait) if there is none.
+func BatchFrom(ctx context.Context) Batch {
+	b, _ := ctx.Value(batchKey{}).(Batch)
+	return b
 }
 
 // SinkTrack describes a pulled track to a Sink.

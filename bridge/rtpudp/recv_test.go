@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/rtgate/rtgate/bridge"
 )
 
 func haveIPv6(t *testing.T) {
@@ -132,12 +134,21 @@ func TestReadOnceAllocs(t *testing.T) {
 				fill(t, s, netip.AddrPortFrom(c.to, rtpAddr.Port()), &seq, (runs+1)*batch)
 				time.Sleep(20 * time.Millisecond) // let loopback deliver them all
 
-				var got int
-				fn := func(int, *rtp.Packet) { got++ }
+				var got, begins, ends int
+				fn := func(int, *rtp.Packet) {
+					if begins == ends && batch > 1 {
+						t.Error("a packet of a batch outside Begin/End")
+					}
+					got++
+				}
+				// Every read of more than one datagram is announced.
+				b := &bridge.Batch{Begin: func() { begins++ }, End: func() { ends++ }}
 				var rerr error
 				allocs := testing.AllocsPerRun(runs, func() {
-					if err := src.readOnce(p, fn); err != nil && rerr == nil {
+					if n, err := src.readOnce(p, fn, b); err != nil && rerr == nil {
 						rerr = err
+					} else if n != batch && rerr == nil {
+						rerr = fmt.Errorf("read %d datagrams, want %d", n, batch)
 					}
 				})
 				if rerr != nil {
@@ -149,6 +160,9 @@ func TestReadOnceAllocs(t *testing.T) {
 				if allocs != 0 {
 					t.Fatalf("%v allocations per read of %d packets", allocs, batch)
 				}
+				if wantBatches := map[bool]int{true: runs + 1, false: 0}[batch > 1]; begins != wantBatches || ends != wantBatches {
+					t.Fatalf("%d Begin and %d End calls for %d reads of %d, want %d", begins, ends, runs+1, batch, wantBatches)
+				}
 				want := localAddr(s)
 				if c.name == "dual-v4" { // IPv4-mapped, as the socket reports it
 					want = netip.AddrPortFrom(netip.AddrFrom16(want.Addr().As16()), want.Port())
@@ -158,5 +172,38 @@ func TestReadOnceAllocs(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The reader lingers only while packets arrive fast enough for the wait
+// to gather at least two: at 20,000 packets/s with a 250 µs linger, not at
+// 1,000 or 5,000, and it stops in the first window after the rate drops.
+func TestLingerOnlyAtHighRates(t *testing.T) {
+	const d = 250 * time.Microsecond
+	run := func(l *lingerer, now time.Time, pps int, dur time.Duration) (time.Time, int) {
+		waits := 0
+		step := time.Second / time.Duration(pps)
+		for end := now.Add(dur); now.Before(end); now = now.Add(step) {
+			if l.wait(now, 1) {
+				waits++
+			}
+		}
+		return now, waits
+	}
+	now := time.Unix(1000, 0)
+	for _, pps := range []int{200, 1000, 5000} {
+		l := &lingerer{max: d}
+		if _, waits := run(l, now, pps, time.Second); waits != 0 {
+			t.Errorf("%d packets/s: waited %d times", pps, waits)
+		}
+	}
+	l := &lingerer{max: d}
+	now, waits := run(l, now, 20000, time.Second)
+	if waits < 19000 { // all but the first window
+		t.Errorf("20,000 packets/s: waited after %d of 20,000 reads", waits)
+	}
+	// The sender slows down: the next full window turns lingering off.
+	if _, waits := run(l, now.Add(5*time.Millisecond), 1000, time.Second); waits > 2*int(lingerWindow/time.Millisecond) {
+		t.Errorf("after slowing to 1,000 packets/s: waited %d times", waits)
 	}
 }

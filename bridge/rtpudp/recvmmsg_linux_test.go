@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -80,4 +81,22 @@ func htons(v uint16) uint16 {
 	b := (*[2]byte)(unsafe.Pointer(&p))
 	b[0], b[1] = byte(v>>8), byte(v)
 	return p
+}
+
+// The linger's sleep allocates nothing and waits about what it is asked
+// (not the millisecond a short time.Sleep can take).
+func TestLingerSleep(t *testing.T) {
+	if a := testing.AllocsPerRun(20, func() { lingerSleep(10 * time.Microsecond) }); a != 0 {
+		t.Errorf("%v allocations", a)
+	}
+	start := time.Now()
+	const n = 20
+	for range n {
+		lingerSleep(250 * time.Microsecond)
+	}
+	if avg := time.Since(start) / n; avg < 250*time.Microsecond {
+		t.Errorf("a 250 µs linger took %s", avg)
+	} else {
+		t.Logf("a 250 µs linger took %s on average", avg)
+	}
 }

@@ -5,6 +5,7 @@ package rtpudp
 import (
 	"net"
 	"net/netip"
+	"time"
 )
 
 // mmsgReader exists on Linux only (recvmmsg). Elsewhere every port reads
@@ -22,3 +23,7 @@ func (*mmsgReader) read() (int, error) { panic("rtpudp: no batched reads on this
 func (*mmsgReader) msg(int) (n, flags int, from netip.AddrPort) {
 	panic("rtpudp: no batched reads on this platform")
 }
+
+// lingerSleep waits d (the reader's linger; lingering only follows
+// batched reads, which are Linux's).
+func lingerSleep(d time.Duration) { time.Sleep(d) }

@@ -64,9 +64,20 @@ type Options struct {
 	DisconnectGrace time.Duration
 	// KeyframeInterval coalesces keyframe requests to a source (500 ms).
 	KeyframeInterval time.Duration
+	// Linger is how long a source that reads a socket may wait to gather
+	// more packets into one batch when they arrive fast (bridge.Batch;
+	// rtpudp waits only at rates that bring two packets or more in that
+	// time): 0 means DefaultLinger, negative never.
+	Linger time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultLinger is Options.Linger's default: at 20,000 packets/s a batch
+// of about 5 packets for at most 0.25 ms more latency, within the target
+// of 1 ms per hop. rtpudp makes its reads about that far apart (plus the
+// sleep's slack) while the rate lasts.
+const DefaultLinger = 250 * time.Microsecond
 
 // Stream publishes its sources' tracks and keeps them published.
 type Stream struct {
@@ -122,6 +133,9 @@ func New(o Options) (*Stream, error) {
 	def(&o.ConnectTimeout, 10*time.Second)
 	def(&o.DisconnectGrace, 3*time.Second)
 	def(&o.KeyframeInterval, 500*time.Millisecond)
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -251,10 +265,15 @@ func (s *Stream) runSource(ctx context.Context, src bridge.Source) error {
 			t.writeErrors.Add(1)
 		}
 	}
+	// A source that reads in batches (rtpudp: one recvmmsg) announces
+	// them: the packets of one batch leave the API's port with one
+	// sendmmsg instead of one sendto each.
+	runCtx := bridge.WithBatch(ctx, bridge.Batch{Begin: s.opts.API.Cork, End: s.opts.API.Flush,
+		Linger: max(s.opts.Linger, 0)})
 	backoff := s.opts.MinBackoff
 	for {
 		start := time.Now()
-		err := src.Run(ctx, write)
+		err := src.Run(runCtx, write)
 		if ctx.Err() != nil {
 			return nil
 		}
