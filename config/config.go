@@ -133,6 +133,11 @@ type SFU struct {
 	SessionReuseWindow time.Duration `mapstructure:"session_reuse_window"`
 	// RateLimit is API calls per second per session.
 	RateLimit float64 `mapstructure:"rate_limit"`
+	// NACKBuffer is the packets of each published video track the SFU
+	// keeps to answer its subscribers' NACKs (one history per track,
+	// shared by all its subscribers), and the size of the NACK generator
+	// toward publishers; a power of two from 64 to 32768.
+	NACKBuffer int `mapstructure:"nack_buffer"`
 }
 
 // WHIP and WHEP modes (whip.mode, whep.mode, streams[].whip_mode,
@@ -267,6 +272,7 @@ func Default() *Config {
 			ConnectWait:        5 * time.Second,
 			SessionReuseWindow: 30 * time.Second,
 			RateLimit:          50,
+			NACKBuffer:         1024,
 		},
 		WHIP:            WHIP{Mode: ModeRelay, AllowAnyStream: true, OnConflict: ConflictReject},
 		WHEP:            WHEP{Mode: ModeRelay},

@@ -73,6 +73,7 @@ func TestDefaults(t *testing.T) {
 		{"sfu.connect_wait", cfg.SFU.ConnectWait, 5 * time.Second},
 		{"sfu.session_reuse_window", cfg.SFU.SessionReuseWindow, 30 * time.Second},
 		{"sfu.rate_limit", cfg.SFU.RateLimit, 50.0},
+		{"sfu.nack_buffer", cfg.SFU.NACKBuffer, 1024},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format", cfg.Log.Format, "text"},
 	}
@@ -113,6 +114,7 @@ sfu:
   connect_wait: 3s
   session_reuse_window: 10s
   rate_limit: 12.5
+  nack_buffer: 256
 whip:
   token: pub-token
   mode: proxy
@@ -209,6 +211,7 @@ func fullConfig() Config {
 			ConnectWait:        3 * time.Second,
 			SessionReuseWindow: 10 * time.Second,
 			RateLimit:          12.5,
+			NACKBuffer:         256,
 		},
 		WHIP:            WHIP{Token: "pub-token", Mode: "proxy", AllowAnyStream: false, OnConflict: "replace"},
 		WHEP:            WHEP{Token: "play-token", Mode: "proxy"},
@@ -298,6 +301,7 @@ func TestEnv(t *testing.T) {
 		"RTGATE_SFU_CONNECT_WAIT":           "3s",
 		"RTGATE_SFU_SESSION_REUSE_WINDOW":   "10s",
 		"RTGATE_SFU_RATE_LIMIT":             "12.5",
+		"RTGATE_SFU_NACK_BUFFER":            "256",
 		"RTGATE_WHIP_TOKEN":                 "pub-token",
 		"RTGATE_WHIP_MODE":                  "proxy",
 		"RTGATE_WHIP_ALLOW_ANY_STREAM":      "false",
@@ -675,6 +679,10 @@ func TestValidate(t *testing.T) {
 			`sfu.session_reuse_window: -1ns: must be positive`},
 		{"rate limit", func(c *Config) { c.SFU.RateLimit = 0 },
 			`sfu.rate_limit: 0: must be a positive number of API calls per second`},
+		{"sfu nack buffer not power of two", func(c *Config) { c.SFU.NACKBuffer = 1000 },
+			`sfu.nack_buffer: 1000: must be a power of two from 64 to 32768`},
+		{"sfu nack buffer too small", func(c *Config) { c.SFU.NACKBuffer = 32 },
+			`sfu.nack_buffer: 32: must be a power of two from 64 to 32768`},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" },
 			`log.level: "verbose": must be debug, info, warn or error`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" },
@@ -826,7 +834,8 @@ func TestOptions(t *testing.T) {
 	if so.AppID != "abc123" || so.AppSecret != "sec" || so.Peer.ListenIP != "10.0.0.3" || so.Peer.UDPPort != 50001 ||
 		!reflect.DeepEqual(so.Peer.PublicIPs, []string{"203.0.113.8"}) || so.TrackIdleTimeout != time.Minute ||
 		so.FirstPacketWait != 500*time.Millisecond || so.ConnectWait != 3*time.Second ||
-		so.SessionReuseWindow != 10*time.Second || so.RateLimit != 12.5 {
+		so.SessionReuseWindow != 10*time.Second || so.RateLimit != 12.5 ||
+		so.Peer.NACKResponderSize != 256 || so.Peer.NACKGeneratorSize != 256 {
 		t.Errorf("SFUOptions = %+v", so)
 	}
 	if got := Default().SFUOptions("", nil).AppID; got != "rtgate" {

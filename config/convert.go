@@ -32,13 +32,16 @@ func (c *Config) PeerOptions(logger *slog.Logger) peer.Options {
 
 // SFUPeerOptions returns the pion API options of the embedded SFU (sfu.*):
 // its own UDP port; no ICE servers, an SFU is reached, it does not reach
-// out.
+// out. sfu.nack_buffer sizes its NACK responder (the history each
+// published track keeps for its subscribers) and generator.
 func (c *Config) SFUPeerOptions(logger *slog.Logger) peer.Options {
 	return peer.Options{
-		ListenIP:  c.SFU.ListenIP,
-		UDPPort:   c.SFU.UDPPort,
-		PublicIPs: slices.Clone(c.SFU.PublicIPs),
-		Logger:    logger,
+		ListenIP:          c.SFU.ListenIP,
+		UDPPort:           c.SFU.UDPPort,
+		PublicIPs:         slices.Clone(c.SFU.PublicIPs),
+		NACKGeneratorSize: uint16(c.SFU.NACKBuffer),
+		NACKResponderSize: uint16(c.SFU.NACKBuffer),
+		Logger:            logger,
 	}
 }
 

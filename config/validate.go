@@ -115,6 +115,7 @@ func (c *Config) Validate() error {
 	if r := c.SFU.RateLimit; !(r > 0) || math.IsInf(r, 0) {
 		v.add("sfu.rate_limit", r, "must be a positive number of API calls per second")
 	}
+	v.powerOfTwo("sfu.nack_buffer", c.SFU.NACKBuffer, 64, 32768)
 
 	c.validateWISH(v)
 

@@ -57,8 +57,16 @@ package peer
 //     so pion's responder never limits here either.
 //
 // Memory: size x 1500 bytes per stream with NACK (1.5 MiB at the default
-// 1024), allocated at bind; pion's responder holds about as much once its
-// buffer is full (a 1460-byte pooled buffer per packet).
+// 1024), allocated on the stream's first packet; pion's responder holds
+// about as much once its buffer is full (a 1460-byte pooled buffer per
+// packet).
+//
+// A sender that keeps what it sent anyway (the embedded SFU keeps each
+// published packet once for all its subscribers) hands the responder a
+// SentHistory with ShareHistory: the stream is then not buffered at all
+// (no ring, no copy per packet; its writes pass straight down the chain),
+// and a NACK is answered from that history, with the same RTX, once-per-RTT
+// and ordering behaviour.
 
 import (
 	"encoding/binary"
@@ -90,6 +98,58 @@ const (
 const ResentAttribute = resentKey(0)
 
 type resentKey int
+
+// SentHistory is what a sender kept of the packets it sent on one stream.
+type SentHistory interface {
+	// SentPacket writes packet seq of the stream, as it was sent: its
+	// header marshalled into hdr and its payload (without padding) copied
+	// into payload, both nackSlotSize (1500) bytes long. It returns their
+	// sizes and the header's padding size, or ok false when it does not
+	// hold the packet (any more). Calls for one stream do not overlap.
+	SentPacket(seq uint16, hdr, payload []byte) (hl, pl int, pad uint8, ok bool)
+}
+
+// shared maps a sender's id to the history it shares, until the NACK
+// responder that binds the sender's stream takes it over.
+var shared struct {
+	sync.Mutex
+	m map[string]SentHistory
+}
+
+// ShareHistory makes the NACK responder answer the stream that the sender
+// with this id binds next from h, instead of buffering the stream itself.
+// id is the sender's webrtc.TrackLocalContext.ID(): call ShareHistory from
+// TrackLocal.Bind, which pion calls before it binds the stream to the
+// interceptors. The responder takes the registration over when it binds
+// the stream; UnshareHistory (from Unbind) drops one that no stream took.
+func ShareHistory(id string, h SentHistory) {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.m == nil {
+		shared.m = map[string]SentHistory{}
+	}
+	shared.m[id] = h
+}
+
+// UnshareHistory drops a registration of h that no stream took over.
+func UnshareHistory(id string, h SentHistory) {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.m[id] == h {
+		delete(shared.m, id)
+	}
+}
+
+// claimHistory takes over the history shared for sender id, if any.
+func claimHistory(id string) SentHistory {
+	shared.Lock()
+	defer shared.Unlock()
+	h := shared.m[id]
+	if h != nil {
+		delete(shared.m, id)
+	}
+	return h
+}
 
 // nackResponderFactory makes a nackResponder for each PeerConnection.
 type nackResponderFactory struct {
@@ -154,6 +214,7 @@ type nackStream struct {
 	rtxPT   uint8
 	mask    uint16
 	writer  interceptor.RTPWriter
+	ext     SentHistory // set: resend from the sender's history, buffer nothing
 
 	mu      sync.Mutex
 	unbound bool
@@ -167,10 +228,23 @@ type nackStream struct {
 	// Resend state, used only under resendMu (one resend at a time per
 	// stream, which also keeps RTX sequence numbers in order).
 	resendMu sync.Mutex
-	scratch  [nackSlotSize + rtxOSNSize]byte // header | OSN room | payload
-	hdr      rtp.Header
 	rtxSeq   uint16
-	attrs    interceptor.Attributes
+	rs       *resendScratch // made on the first NACK: a stream never NACKed costs 3 KiB less
+}
+
+// resendScratch is where a stream's resends are put together.
+type resendScratch struct {
+	hdrBuf  [nackSlotSize]byte              // the header, marshalled
+	scratch [rtxOSNSize + nackSlotSize]byte // OSN room | payload
+	hdr     rtp.Header
+	attrs   interceptor.Attributes
+	resent  []resentMark // ext streams only: by sequence number & mask
+}
+
+// resentMark is when packet seq of an ext stream was last resent.
+type resentMark struct {
+	at  time.Time
+	seq uint16
 }
 
 // supportsNACK mirrors pion's streamSupportNack.
@@ -185,15 +259,16 @@ func supportsNACK(info *interceptor.StreamInfo) bool {
 
 // BindLocalStream buffers the stream's packets if it negotiated NACK.
 func (r *nackResponder) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
+	ext := claimHistory(info.ID)
 	if !supportsNACK(info) {
 		return writer
 	}
 	s := &nackStream{
+		ext:    ext,
 		ssrc:   info.SSRC,
 		mask:   r.size - 1,
 		writer: writer,
 		rtxSeq: uint16(rand.Uint32()), // RFC 4588: a random first sequence number
-		attrs:  interceptor.Attributes{},
 	}
 	if info.SSRCRetransmission != 0 && info.PayloadTypeRetransmission != 0 {
 		s.rtxSSRC, s.rtxPT = info.SSRCRetransmission, info.PayloadTypeRetransmission
@@ -201,6 +276,9 @@ func (r *nackResponder) BindLocalStream(info *interceptor.StreamInfo, writer int
 	r.mu.Lock()
 	r.streams[info.SSRC] = s
 	r.mu.Unlock()
+	if ext != nil {
+		return writer // nothing to keep: the sender keeps it
+	}
 	return interceptor.RTPWriterFunc(s.write)
 }
 
@@ -275,6 +353,12 @@ func (r *nackResponder) resend(nack *rtcp.TransportLayerNack) (sent int) {
 	now := r.now()
 	s.resendMu.Lock()
 	defer s.resendMu.Unlock()
+	if s.rs == nil {
+		s.rs = &resendScratch{attrs: interceptor.Attributes{}}
+		if s.ext != nil {
+			s.rs.resent = make([]resentMark, int(s.mask)+1)
+		}
+	}
 	for _, p := range nack.Nacks {
 		if r.resendOne(s, p.PacketID, now) {
 			sent++
@@ -388,37 +472,26 @@ func (s *nackStream) release() {
 // resendOne resends packet seq if it is buffered and was not resent within
 // the last RTT + 5 ms. The caller holds s.resendMu.
 func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) bool {
-	s.mu.Lock()
-	if s.buf == nil || !s.started {
-		s.mu.Unlock()
+	var hl, pl int
+	var pad uint8
+	var ok bool
+	if s.ext != nil {
+		hl, pl, pad, ok = r.loadShared(s, seq, now)
+	} else {
+		hl, pl, pad, ok = r.loadOwn(s, seq, now)
+	}
+	if !ok {
 		return false
 	}
-	// Newer than sent, or too old. (The sequence number check below would
-	// refuse these too: a slot only holds a packet of the window.)
-	if d := s.highest - seq; d >= 1<<15 || d > s.mask {
-		s.mu.Unlock()
-		return false
-	}
-	sl := s.slots[seq&s.mask]
-	if sl.n == 0 || sl.seq != seq ||
-		(!sl.lastResend.IsZero() && now.Sub(sl.lastResend) < s.rtt+5*time.Millisecond) {
-		s.mu.Unlock()
-		return false
-	}
-	// Copy out: header at the front, payload after room for the OSN.
-	off := int(seq&s.mask) * nackSlotSize
-	hl, n := int(sl.hdr), int(sl.n)
-	copy(s.scratch[:hl], s.buf[off:off+hl])
-	copy(s.scratch[hl+rtxOSNSize:], s.buf[off+hl:off+n])
-	s.mu.Unlock()
 
-	h := &s.hdr
-	if _, err := h.Unmarshal(s.scratch[:hl]); err != nil {
+	rs := s.rs
+	h := &rs.hdr
+	if _, err := h.Unmarshal(rs.hdrBuf[:hl]); err != nil {
 		r.log.Warnf("nack: buffered packet %d of SSRC %d: %v", seq, s.ssrc, err)
 		return false
 	}
-	h.PaddingSize = sl.pad
-	payload := s.scratch[hl+rtxOSNSize : n+rtxOSNSize]
+	h.PaddingSize = pad
+	payload := rs.scratch[rtxOSNSize : rtxOSNSize+pl]
 
 	if s.rtxSSRC != 0 {
 		if h.Padding {
@@ -433,16 +506,20 @@ func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) bool
 			}
 			h.Padding, h.PaddingSize = false, 0
 		}
-		binary.BigEndian.PutUint16(s.scratch[hl:], seq)
-		payload = s.scratch[hl : hl+rtxOSNSize+len(payload)]
+		binary.BigEndian.PutUint16(rs.scratch[:], seq)
+		payload = rs.scratch[:rtxOSNSize+len(payload)]
 		h.SSRC, h.PayloadType, h.SequenceNumber = s.rtxSSRC, s.rtxPT, s.rtxSeq
 		s.rtxSeq++
 	}
 
-	clear(s.attrs)
-	if _, err := s.writer.Write(h, payload, s.attrs); err != nil {
+	clear(rs.attrs)
+	if _, err := s.writer.Write(h, payload, rs.attrs); err != nil {
 		r.log.Warnf("failed resending nacked packet: %v", err)
 		return false
+	}
+	if s.ext != nil {
+		rs.resent[seq&s.mask] = resentMark{at: now, seq: seq}
+		return true
 	}
 	s.mu.Lock()
 	if s.slots != nil && s.slots[seq&s.mask].seq == seq && s.slots[seq&s.mask].n != 0 {
@@ -450,4 +527,51 @@ func (r *nackResponder) resendOne(s *nackStream, seq uint16, now time.Time) bool
 	}
 	s.mu.Unlock()
 	return true
+}
+
+// loadOwn copies packet seq out of the stream's own ring, unless it was
+// resent within the last RTT + 5 ms: the header into s.rs.hdrBuf, the
+// payload after the OSN room of s.rs.scratch. The caller holds s.resendMu.
+func (r *nackResponder) loadOwn(s *nackStream, seq uint16, now time.Time) (hl, pl int, pad uint8, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.buf == nil || !s.started {
+		return 0, 0, 0, false
+	}
+	// Newer than sent, or too old. (The sequence number check below would
+	// refuse these too: a slot only holds a packet of the window.)
+	if d := s.highest - seq; d >= 1<<15 || d > s.mask {
+		return 0, 0, 0, false
+	}
+	sl := s.slots[seq&s.mask]
+	if sl.n == 0 || sl.seq != seq ||
+		(!sl.lastResend.IsZero() && now.Sub(sl.lastResend) < s.rtt+5*time.Millisecond) {
+		return 0, 0, 0, false
+	}
+	off := int(seq&s.mask) * nackSlotSize
+	hl, n := int(sl.hdr), int(sl.n)
+	copy(s.rs.hdrBuf[:hl], s.buf[off:off+hl])
+	copy(s.rs.scratch[rtxOSNSize:], s.buf[off+hl:off+n])
+	return hl, n - hl, sl.pad, true
+}
+
+// loadShared asks the sender's history for packet seq, unless it was
+// resent within the last RTT + 5 ms, into the same places as loadOwn. The
+// caller holds s.resendMu, which also guards s.rs.resent.
+func (r *nackResponder) loadShared(s *nackStream, seq uint16, now time.Time) (hl, pl int, pad uint8, ok bool) {
+	rs := s.rs
+	s.mu.Lock()
+	rtt, unbound := s.rtt, s.unbound
+	s.mu.Unlock()
+	if unbound {
+		return 0, 0, 0, false
+	}
+	if m := rs.resent[seq&s.mask]; m.seq == seq && !m.at.IsZero() && now.Sub(m.at) < rtt+5*time.Millisecond {
+		return 0, 0, 0, false
+	}
+	hl, pl, pad, ok = s.ext.SentPacket(seq, rs.hdrBuf[:], rs.scratch[rtxOSNSize:])
+	if !ok || hl <= 0 || hl > len(rs.hdrBuf) || pl < 0 || pl > nackSlotSize {
+		return 0, 0, 0, false
+	}
+	return hl, pl, pad, true
 }

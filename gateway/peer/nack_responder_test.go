@@ -33,8 +33,8 @@ func (w *wireWriter) Write(h *rtp.Header, payload []byte, _ interceptor.Attribut
 	}
 	// As srtp does, into a buffer of at least 1492 bytes: MarshalPacketTo
 	// writes past the packet when Padding is set without PaddingSize.
-	b := make([]byte, max(rtp.PacketMarshalSize(h, payload), 1492))
-	n, err := rtp.MarshalPacketTo(b, h, payload)
+	b := make([]byte, max(rtp.PacketMarshalSize(h, payload), 1492)) //lint:ignore SA1019 what pion/srtp v3 calls
+	n, err := rtp.MarshalPacketTo(b, h, payload)                    //lint:ignore SA1019 what pion/srtp v3 calls
 	if err != nil {
 		return 0, err
 	}
@@ -652,5 +652,128 @@ func TestNACKResponderRingMadeOnFirstPacket(t *testing.T) {
 	}
 	if got := g.nack(1); len(got) != 1 {
 		t.Fatalf("%d resends of the first packet, want 1", len(got))
+	}
+}
+
+// sentLog is a SentHistory that keeps the packets a test sends, as a
+// sender sharing its history with the responder would.
+type sentLog struct {
+	mu    sync.Mutex
+	pkts  map[uint16]*rtp.Packet
+	calls int
+}
+
+func (l *sentLog) add(p *rtp.Packet) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pkts == nil {
+		l.pkts = map[uint16]*rtp.Packet{}
+	}
+	l.pkts[p.SequenceNumber] = p
+}
+
+func (l *sentLog) SentPacket(seq uint16, hdr, payload []byte) (hl, pl int, pad uint8, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	p := l.pkts[seq]
+	if p == nil {
+		return 0, 0, 0, false
+	}
+	hl, err := p.Header.MarshalTo(hdr)
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	return hl, copy(payload, p.Payload), p.PaddingSize, true
+}
+
+// TestNACKResponderSharedHistory: a stream whose sender shares its history
+// (ShareHistory before the bind) is not buffered: its writes go straight
+// down the chain, and NACKs are answered from the sender's history as
+// RTX, byte for byte what the responder's own ring gives, once per RTT.
+func TestNACKResponderSharedHistory(t *testing.T) {
+	log := &sentLog{}
+	ShareHistory("sender-1", log)
+	ShareHistory("sender-never-bound", log)
+	f, err := newNACKResponderFactory(64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
+	f.now = clock.now
+	i, _ := f.NewInterceptor("pc")
+	r := i.(*nackResponder)
+	defer r.Close()
+	wire := &wireWriter{}
+	info := &interceptor.StreamInfo{ID: "sender-1", SSRC: testSSRC, PayloadType: testPT, MimeType: "video/VP8", ClockRate: 90000,
+		SSRCRetransmission: testRTX, PayloadTypeRetransmission: testRTXPT,
+		RTCPFeedback: []interceptor.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}}}
+	w := r.BindLocalStream(info, wire)
+	if w != interceptor.RTPWriter(wire) {
+		t.Fatal("a stream with a shared history is still wrapped: its packets would be buffered twice")
+	}
+	if claimHistory("sender-1") != nil {
+		t.Fatal("the bind did not take the registration over")
+	}
+	UnshareHistory("sender-never-bound", log)
+	if claimHistory("sender-never-bound") != nil {
+		t.Fatal("UnshareHistory left an unclaimed registration")
+	}
+	for s := uint16(100); s <= 140; s++ {
+		p := packet(s, 200)
+		log.add(p)
+		if _, err := w.Write(&p.Header, p.Payload, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := r.stream(testSSRC)
+	if s.buf != nil || s.ext == nil {
+		t.Fatalf("stream buffered its own packets (ring %d bytes)", len(s.buf))
+	}
+	s.rtxSeq = 0xfffe
+	rtcpIn := make(chan []byte, 4)
+	reader := r.BindRTCPReader(interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		return copy(b, <-rtcpIn), a, nil
+	}))
+	nack := func(seqs ...uint16) ([][]byte, int) {
+		wire.take()
+		raw, err := rtcp.Marshal([]rtcp.Packet{nackOf(seqs...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rtcpIn <- raw
+		_, attr, err := reader.Read(make([]byte, 1500), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := attr[ResentAttribute].(int)
+		return wire.take(), n
+	}
+	got, n := nack(102, 105, 139, 170) // 170 was never sent
+	if n != 3 || len(got) != 3 {
+		t.Fatalf("%d retransmissions (attribute %d), want 3", len(got), n)
+	}
+	for i, osn := range []uint16{102, 105, 139} {
+		orig := packet(osn, 200)
+		want := *orig
+		want.SSRC, want.PayloadType, want.SequenceNumber = testRTX, testRTXPT, 0xfffe+uint16(i)
+		want.Payload = binary.BigEndian.AppendUint16(nil, osn)
+		want.Payload = append(want.Payload, orig.Payload...)
+		if w := marshal(t, &want); !bytes.Equal(got[i], w) {
+			t.Errorf("retransmission of %d\n got %x\nwant %x", osn, got[i], w)
+		}
+	}
+	if got, _ := nack(102); len(got) != 0 {
+		t.Errorf("packet resent twice within RTT + 5 ms")
+	}
+	clock.advance(6 * time.Millisecond)
+	if got, _ := nack(102); len(got) != 1 {
+		t.Errorf("%d retransmissions after RTT + 5 ms, want 1", len(got))
+	}
+	r.UnbindLocalStream(info)
+	calls := log.calls
+	if got, _ := nack(103); len(got) != 0 || log.calls != calls {
+		t.Errorf("an unbound stream still resends (%d) or asks its history", len(got))
 	}
 }

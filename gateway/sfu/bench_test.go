@@ -26,34 +26,64 @@ import (
 func BenchmarkFanOut(b *testing.B) {
 	b.Run("udp-floor", benchUDPFloor)
 	for _, n := range []int{1, 10, 100} {
-		e := rtctest.NewEnv(b, rtctest.FastOptions())
-		sid, _, srcs, _ := publisherOf(b, e, "cam")
-		for range n {
-			subscriber(b, e, sid, "cam")
-		}
-		fan, subs := sfu.FanOut(e.SFU, sid, "cam")
-		deadline := time.Now().Add(20 * time.Second)
-		for subs() < n {
-			if time.Now().After(deadline) {
-				b.Fatalf("%d of %d subscribers bound", subs(), n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		srcs["cam"].Halt() // from here on only the benchmark feeds the track
-		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1}, Payload: make([]byte, 1100)}
-		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(pkt.Payload)))
-			b.ResetTimer()
-			for range b.N {
-				pkt.SequenceNumber++
-				pkt.Timestamp += 3000
-				fan(pkt)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/fwd")
-		})
+		benchFanOut(b, fmt.Sprintf("subscribers=%d", n), n, 0)
 	}
+}
+
+// BenchmarkFanOutShards finds the subscriber count from which spreading a
+// packet's writes over the shard workers beats writing them all from the
+// forwarding goroutine (defaultShardMin): each count runs both ways.
+func BenchmarkFanOutShards(b *testing.B) {
+	if sfu.Shards() < 2 {
+		b.Skip("GOMAXPROCS is 1: the SFU never shards")
+	}
+	for _, n := range []int{2, 4, 8, 12, 16, 32} {
+		benchFanOut(b, fmt.Sprintf("subscribers=%d/inline", n), n, 1<<30)
+		benchFanOut(b, fmt.Sprintf("subscribers=%d/sharded", n), n, 1)
+	}
+}
+
+// benchFanOut runs the fan-out step of a track with n subscribers; a
+// shardMin of 0 keeps the SFU's default.
+func benchFanOut(b *testing.B, name string, n, shardMin int) {
+	e := rtctest.NewEnv(b, rtctest.FastOptions())
+	if shardMin > 0 {
+		sfu.SetShardMin(e.SFU, shardMin)
+	}
+	sid, _, srcs, _ := publisherOf(b, e, "cam")
+	for range n {
+		subscriber(b, e, sid, "cam")
+	}
+	fan, subs, settle := sfu.FanOut(e.SFU, sid, "cam")
+	deadline := time.Now().Add(20 * time.Second)
+	for subs() < n {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d subscribers bound", subs(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srcs["cam"].Halt()                // from here on only the benchmark feeds the track
+	time.Sleep(50 * time.Millisecond) // let the last packet in flight through
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, SequenceNumber: 1 << 15}, Payload: make([]byte, 1100)}
+	for range 1200 { // past the history: the packet pool is at its size
+		pkt.SequenceNumber++
+		pkt.Timestamp += 3000
+		fan(pkt)
+	}
+	settle()
+	b.Run(name, func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(pkt.Payload)))
+		b.ResetTimer()
+		for range b.N {
+			pkt.SequenceNumber++
+			pkt.Timestamp += 3000
+			fan(pkt)
+		}
+		settle()
+		b.StopTimer()
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/fwd")
+	})
 }
 
 func benchUDPFloor(b *testing.B) {

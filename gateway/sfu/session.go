@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"golang.org/x/time/rate"
 
@@ -62,9 +63,33 @@ type subscription struct {
 	sender *webrtc.RTPSender
 	rec    *trackRecord
 	cur    atomic.Pointer[fwdTrack]
+	bound  atomic.Pointer[binding] // the binding written to now, if any
 
 	mu   sync.Mutex
 	last *binding // the binding that sent last, for rebasing on a switch
+
+	// Scratch of SentPacket, whose calls do not overlap.
+	nackHdr  rtp.Header
+	nackExts [4]rtp.Extension
+}
+
+// SentPacket implements peer.SentHistory: the subscriber's NACK responder
+// asks for packet seq as the subscriber got it, and gets it from the
+// history of the published track that sent it (the current one, or the
+// one before a switch).
+func (s *subscription) SentPacket(seq uint16, hdr, payload []byte) (hl, pl int, pad uint8, ok bool) {
+	if b := s.bound.Load(); b != nil {
+		if hl, pl, pad, ok = b.sentPacket(seq, &s.nackHdr, s.nackExts[:0], hdr, payload); ok {
+			return hl, pl, pad, ok
+		}
+	}
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	if last == nil {
+		return 0, 0, 0, false
+	}
+	return last.sentPacket(seq, &s.nackHdr, s.nackExts[:0], hdr, payload)
 }
 
 // rebase makes a new binding continue the sequence numbers and timestamps

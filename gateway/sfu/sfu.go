@@ -6,10 +6,12 @@
 // types).
 //
 // Media is forwarded, never decoded: one goroutine per published track reads
-// into a reused buffer and writes to every subscriber's binding with its own
-// SSRC, payload type and header extension ids. Loss is repaired by the
-// interceptors of gateway/peer (NACK toward publishers, NACK/RTX toward
-// subscribers); keyframe requests from subscribers are coalesced per
+// into pooled buffers and writes to every subscriber's binding with its own
+// SSRC, payload type and header extension ids; with many subscribers it
+// shares each packet's writes with GOMAXPROCS-1 shard workers (fanout.go).
+// Loss is repaired by the interceptors of gateway/peer (NACK toward
+// publishers, NACK/RTX toward subscribers, answered from one history per
+// published track); keyframe requests from subscribers are coalesced per
 // publisher.
 package sfu
 
@@ -51,6 +53,13 @@ type Options struct {
 	KeyframeInterval time.Duration
 	// Logger is the SFU's logger; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Set by setDefaults: the packets of history each published video
+	// track keeps for its subscribers' NACKs (Peer.NACKResponderSize,
+	// 1024 when 0), and the subscriber count from which a packet's writes
+	// are spread over GOMAXPROCS goroutines.
+	history  int
+	shardMin int
 }
 
 func (o *Options) setDefaults() {
@@ -72,6 +81,13 @@ func (o *Options) setDefaults() {
 	}
 	if o.Peer.Logger == nil {
 		o.Peer.Logger = o.Logger
+	}
+	o.history = int(o.Peer.NACKResponderSize)
+	if o.history == 0 {
+		o.history = defaultHistory
+	}
+	if o.shardMin <= 0 {
+		o.shardMin = defaultShardMin
 	}
 }
 

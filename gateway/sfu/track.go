@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/rtgate/rtgate/gateway/peer"
 )
 
 // pubTrack is a track published by one session: the receiving side of the
@@ -35,8 +38,11 @@ type pubTrack struct {
 	announced time.Time // when tracks/new named it (for idle collection)
 
 	// The media path: read by the forwarding goroutine without locks.
-	subs       atomic.Pointer[[]*binding]
+	fan        *fan // set with remote, before ready is closed
+	subs       atomic.Pointer[fanSet]
 	subsMu     sync.Mutex // serializes changes to subs (copy on write)
+	nShards    int        // goroutines that write one packet at once
+	shardMin   int        // subscribers from which they do
 	lastPacket atomic.Int64
 	packets    atomic.Uint64
 	bytes      atomic.Uint64
@@ -54,8 +60,9 @@ func newPubTrack(s *session, mid string, kind webrtc.RTPCodecType) *pubTrack {
 		sess: s, mid: mid, kind: kind,
 		ready: make(chan struct{}), closed: make(chan struct{}),
 		kfInterval: s.sfu.opts.KeyframeInterval,
+		nShards:    shards(), shardMin: s.sfu.opts.shardMin,
 	}
-	p.subs.Store(&[]*binding{})
+	p.subs.Store(newFanSet(nil, p.nShards, p.shardMin))
 	return p
 }
 
@@ -95,6 +102,11 @@ func (p *pubTrack) attach(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 		for _, e := range receiver.GetParameters().HeaderExtensions {
 			p.extIDs[e.URI] = uint8(e.ID)
 		}
+		history := audioHistory
+		if p.kind == webrtc.RTPCodecTypeVideo {
+			history = p.sess.sfu.opts.history
+		}
+		p.fan = newFan(history, p.nShards)
 		p.lastPacket.Store(time.Now().UnixNano())
 		close(p.ready)
 		p.sess.sfu.goFunc(p.forward)
@@ -103,34 +115,70 @@ func (p *pubTrack) attach(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 }
 
 // forward is the fan-out hot path: one goroutine per published track reads
-// into a reused buffer and packet, and writes to every binding. No locks, no
-// allocation per packet.
+// each packet into a pooled buffer and hands it to deliver. No locks, no
+// allocation per packet (see fanout.go).
 func (p *pubTrack) forward() {
-	buf := make([]byte, 1500)
-	var pkt rtp.Packet
+	defer p.stopWorkers()
 	for {
-		n, _, err := p.remote.Read(buf)
+		b := p.fan.acquire()
+		n, _, err := p.remote.Read(b.data[:])
 		if err != nil {
+			p.fan.drop(b)
 			return
 		}
-		if err := pkt.Unmarshal(buf[:n]); err != nil {
-			continue
-		}
-		p.lastPacket.Store(time.Now().UnixNano())
-		p.packets.Add(1)
-		p.bytes.Add(uint64(n))
-		if p.isClosed() {
-			continue // unpublished: keep reading so the receiver drains
-		}
-		p.fanOut(&pkt)
+		p.deliver(b, n)
 	}
 }
 
-// fanOut writes one packet to every subscriber.
-func (p *pubTrack) fanOut(pkt *rtp.Packet) {
-	for _, b := range *p.subs.Load() {
+// deliver writes the packet read into b (n bytes) to every subscriber:
+// itself when they are few, spread over the shard workers when they are
+// many. Only the forwarding goroutine calls it.
+func (p *pubTrack) deliver(b *pktBuf, n int) {
+	if err := b.pkt.Unmarshal(b.data[:n]); err != nil {
+		p.fan.drop(b)
+		return
+	}
+	p.lastPacket.Store(time.Now().UnixNano())
+	p.packets.Add(1)
+	p.bytes.Add(uint64(n))
+	set := p.subs.Load()
+	if p.isClosed() || len(set.all) == 0 {
+		// Unpublished (keep reading so the receiver drains), or nobody
+		// to write to or to answer a NACK of.
+		p.fan.drop(b)
+		return
+	}
+	p.fan.keep(b)
+	if !set.inline {
+		p.dispatch(b, set)
+		return
+	}
+	if p.fan.sharded {
+		p.drain()
+	}
+	p.fanOut(set.all, &b.pkt)
+}
+
+// fanOut writes one packet to a list of bindings, in order. Every
+// goroutine that fans out calls it once per packet with its own list (the
+// forwarding goroutine with every binding or with shard 0, each shard
+// worker with its shard), so a hook that must wrap one goroutine's burst
+// of writes (cork before the loop, flush after) belongs here.
+func (p *pubTrack) fanOut(list []*binding, pkt *rtp.Packet) {
+	if len(list) < 2 {
+		for _, b := range list {
+			b.write(pkt)
+		}
+		return
+	}
+	// The subscribers share the SFU's port: their datagrams leave with one
+	// sendmmsg per 16 instead of a sendto each (peer.API.Cork).
+	api := p.sess.sfu.api
+	api.Cork()
+	for _, b := range list {
 		b.write(pkt)
 	}
+	api.Flush()
 }
 
 // drainRTCP reads the receiver's RTCP so the interceptors see the
@@ -147,26 +195,30 @@ func (p *pubTrack) drainRTCP() {
 func (p *pubTrack) addBinding(b *binding) {
 	p.subsMu.Lock()
 	defer p.subsMu.Unlock()
-	old := *p.subs.Load()
+	old := p.subs.Load().all
 	next := make([]*binding, 0, len(old)+1)
 	next = append(append(next, old...), b)
-	p.subs.Store(&next)
+	p.subs.Store(newFanSet(next, p.nShards, p.shardMin))
 }
 
+// removeBinding stops writes to b: when it returns, no goroutine is
+// writing to b and none will, so b's last sequence number and timestamp
+// are final (a switch rebases on them).
 func (p *pubTrack) removeBinding(b *binding) {
 	p.subsMu.Lock()
-	defer p.subsMu.Unlock()
-	old := *p.subs.Load()
+	old := p.subs.Load().all
 	next := make([]*binding, 0, len(old))
 	for _, x := range old {
 		if x != b {
 			next = append(next, x)
 		}
 	}
-	p.subs.Store(&next)
+	p.subs.Store(newFanSet(next, p.nShards, p.shardMin))
+	p.subsMu.Unlock()
+	b.stop()
 }
 
-func (p *pubTrack) subscribers() int { return len(*p.subs.Load()) }
+func (p *pubTrack) subscribers() int { return len(p.subs.Load().all) }
 
 // close unpublishes the track: subscribers stop receiving from it.
 func (p *pubTrack) close() {
@@ -251,6 +303,8 @@ func (f *fwdTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 		writer: ctx.WriteStream(),
 		exts:   make([]rtp.Extension, 0, len(forwardedExtensions)),
 		sub:    f.sub,
+		pub:    f.pub,
+		shard:  -1,
 	}
 	for _, uri := range forwardedExtensions {
 		from, ok := f.pub.extIDs[uri]
@@ -267,6 +321,10 @@ func (f *fwdTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 	f.mu.Lock()
 	f.binding = b
 	f.mu.Unlock()
+	f.sub.bound.Store(b)
+	// The subscriber's NACKs are answered from the published track's
+	// history: its NACK responder keeps no copy of its own.
+	peer.ShareHistory(ctx.ID(), f.sub)
 	f.pub.addBinding(b)
 	// A new subscriber wants a keyframe now; before its transport is up a
 	// keyframe would be lost, so then the session asks when it connects.
@@ -277,13 +335,15 @@ func (f *fwdTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 }
 
 // Unbind stops forwarding to the subscriber.
-func (f *fwdTrack) Unbind(webrtc.TrackLocalContext) error {
+func (f *fwdTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 	f.mu.Lock()
 	b := f.binding
 	f.binding = nil
 	f.mu.Unlock()
+	peer.UnshareHistory(ctx.ID(), f.sub)
 	if b != nil {
 		f.pub.removeBinding(b)
+		f.sub.bound.CompareAndSwap(b, nil)
 		f.sub.remember(b)
 	}
 	return nil
@@ -292,7 +352,7 @@ func (f *fwdTrack) Unbind(webrtc.TrackLocalContext) error {
 // binding is one subscriber's view of a published track: the SSRC and
 // payload type it negotiated, its header extension ids, and sequence number
 // and timestamp offsets that keep its stream continuous across tracks/update.
-// Only the publisher's forwarding goroutine calls write.
+// Only the goroutine of its shard calls write (see fanout.go).
 type binding struct {
 	ssrc   uint32
 	pt     uint8
@@ -301,6 +361,10 @@ type binding struct {
 	exts   []rtp.Extension
 	hdr    rtp.Header // scratch: a header passed to the writer escapes, so it lives here
 	sub    *subscription
+	pub    *pubTrack
+	shard  int // set when it joins the track's subscribers; -1 before
+
+	state atomic.Int32 // bindingIdle, bindingWriting, bindingStopped
 
 	seqOffset uint16
 	tsOffset  uint32
@@ -311,34 +375,103 @@ type binding struct {
 	lastTS    atomic.Uint32
 	sent      atomic.Bool
 	packets   atomic.Uint64
+	// For NACKs (SentPacket): the offsets and the first sequence number
+	// sent, stored once with the first packet sent (offsets do not change
+	// after it). firstSeq is 1<<16 | seq once set.
+	offsets  atomic.Uint64 // seqOffset<<32 | tsOffset
+	firstSeq atomic.Uint32
 }
 
+const (
+	bindingIdle    = iota
+	bindingWriting // a goroutine is in write
+	bindingStopped // removed: write does nothing
+)
+
 func (b *binding) write(pkt *rtp.Packet) {
-	h := &b.hdr
-	*h = pkt.Header // copy; the extension payloads still point into the read buffer
+	// One atomic CAS and one store per write let removeBinding wait for a
+	// write in progress without a lock on the hot path.
+	if !b.state.CompareAndSwap(bindingIdle, bindingWriting) {
+		return
+	}
 	if b.rebasing {
 		b.rebasing = false
-		b.seqOffset = b.prevSeq + 1 - h.SequenceNumber
-		b.tsOffset = b.prevTS - h.Timestamp
+		b.seqOffset = b.prevSeq + 1 - pkt.SequenceNumber
+		b.tsOffset = b.prevTS - pkt.Timestamp
 	}
-	h.SequenceNumber += b.seqOffset
-	h.Timestamp += b.tsOffset
+	h := &b.hdr
+	b.rewrite(h, &pkt.Header, b.exts, b.seqOffset, b.tsOffset)
+	if _, err := b.writer.WriteRTP(h, pkt.Payload); err == nil {
+		if !b.sent.Load() {
+			b.offsets.Store(uint64(b.seqOffset)<<32 | uint64(b.tsOffset))
+			b.firstSeq.Store(1<<16 | uint32(h.SequenceNumber))
+		}
+		b.lastSeq.Store(uint32(h.SequenceNumber))
+		b.lastTS.Store(h.Timestamp)
+		b.sent.Store(true)
+		b.packets.Add(1)
+	}
+	b.state.Store(bindingIdle)
+}
+
+// rewrite makes h the header the subscriber gets for src: its SSRC,
+// payload type and extension ids, the sequence number and timestamp moved
+// by the offsets. h's extensions are built in exts; their payloads, like
+// the CSRCs, still point into src's packet.
+func (b *binding) rewrite(h, src *rtp.Header, exts []rtp.Extension, seqOffset uint16, tsOffset uint32) {
+	*h = *src
+	h.SequenceNumber += seqOffset
+	h.Timestamp += tsOffset
 	h.SSRC = b.ssrc
 	h.PayloadType = b.pt
 	h.Extension = false
-	h.Extensions = b.exts[:0]
+	h.Extensions = exts[:0]
 	for _, m := range b.extMap {
-		if v := pkt.Header.GetExtension(m[0]); v != nil {
+		if v := src.GetExtension(m[0]); v != nil {
 			_ = h.SetExtension(m[1], v)
 		}
 	}
-	if _, err := b.writer.WriteRTP(h, pkt.Payload); err != nil {
-		return
+}
+
+// stop makes write do nothing from now on and waits for a write in
+// progress (at most one packet to one subscriber) to end.
+func (b *binding) stop() {
+	for !b.state.CompareAndSwap(bindingIdle, bindingStopped) {
+		if b.state.Load() == bindingStopped {
+			return
+		}
+		runtime.Gosched()
 	}
-	b.lastSeq.Store(uint32(h.SequenceNumber))
-	b.lastTS.Store(h.Timestamp)
-	b.sent.Store(true)
-	b.packets.Add(1)
+}
+
+// sentPacket rebuilds packet seq as this binding sent it, from the
+// published track's history (see subscription.SentPacket).
+func (b *binding) sentPacket(seq uint16, scratch *rtp.Header, exts []rtp.Extension, hdr, payload []byte) (hl, pl int, pad uint8, ok bool) {
+	fs := b.firstSeq.Load()
+	if fs == 0 {
+		return 0, 0, 0, false
+	}
+	first, last := uint16(fs), uint16(b.lastSeq.Load())
+	if seq-first > last-first {
+		return 0, 0, 0, false // not sent by this binding (or not yet)
+	}
+	offs := b.offsets.Load()
+	seqOffset, tsOffset := uint16(offs>>32), uint32(offs)
+	buf := b.pub.fan.lookup(seq - seqOffset)
+	if buf == nil {
+		return 0, 0, 0, false
+	}
+	defer buf.release()
+	if len(buf.pkt.Payload) > len(payload) {
+		return 0, 0, 0, false
+	}
+	b.rewrite(scratch, &buf.pkt.Header, exts, seqOffset, tsOffset)
+	hl, err := scratch.MarshalTo(hdr)
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	pl = copy(payload, buf.pkt.Payload)
+	return hl, pl, scratch.PaddingSize, true
 }
 
 // matchCodec finds the publisher's codec among a subscriber's negotiated
