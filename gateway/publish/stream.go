@@ -108,7 +108,8 @@ type track struct {
 	writeErrors     atomic.Uint64
 	kfRequested     atomic.Uint64 // keyframe requests from the SFU
 	kfRefused       atomic.Uint64 // ... the source could not honour (files)
-	kfCoalesced     atomic.Uint64 // ... folded into one already sent
+	kfCoalesced     atomic.Uint64 // ... folded into one already sent or pending
+	kfPending       atomic.Bool   // a deferred request is scheduled
 	lastKeyframeReq atomic.Int64
 	bitrate         atomic.Uint64 // bits/s over the last second
 	rate            rateMeter
@@ -496,16 +497,29 @@ func (s *Stream) closeOnSFU(sessionID string, mids []string) {
 }
 
 // requestKeyframe asks the source for a keyframe, at most once per
-// KeyframeInterval per track: keyframes are scarce.
+// KeyframeInterval per track: keyframes are scarce. A request inside the
+// window is not dropped but deferred to its end (one at most pending), so
+// a subscriber that joins just after another still gets its keyframe
+// within the window instead of waiting for the next natural one.
 func (s *Stream) requestKeyframe(t *track) {
 	if t.kind != bridge.KindVideo {
 		return
 	}
 	t.kfRequested.Add(1)
+	s.askKeyframe(t)
+}
+
+func (s *Stream) askKeyframe(t *track) {
 	now := time.Now().UnixNano()
 	last := t.lastKeyframeReq.Load()
-	if now-last < int64(s.opts.KeyframeInterval) || !t.lastKeyframeReq.CompareAndSwap(last, now) {
+	if wait := last + int64(s.opts.KeyframeInterval) - now; wait > 0 || !t.lastKeyframeReq.CompareAndSwap(last, now) {
 		t.kfCoalesced.Add(1)
+		if wait > 0 && t.kfPending.CompareAndSwap(false, true) {
+			time.AfterFunc(time.Duration(wait), func() {
+				t.kfPending.Store(false)
+				s.askKeyframe(t)
+			})
+		}
 		return
 	}
 	if !t.src.RequestKeyframe(t.srcTrack) {
