@@ -21,6 +21,9 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/webrtc/v4"
 )
@@ -218,17 +221,36 @@ func RegisterInterceptors(m *webrtc.MediaEngine, r *interceptor.Registry, o Opti
 	if err := webrtc.ConfigureStatsInterceptor(r); err != nil {
 		return fmt.Errorf("stats: %w", err)
 	}
-	r.Add(generator)
+	// The generator, receiver reports and TWCC feedback serve received
+	// streams only: recvOnly starts them at the first one (lazy_interceptor.go).
+	r.Add(recvOnly{generator})
 	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, webrtc.RTPCodecTypeVideo)
-	if err := webrtc.ConfigureRTCPReports(r); err != nil {
-		return fmt.Errorf("rtcp reports: %w", err)
+	// What webrtc.ConfigureRTCPReports and ConfigureTWCCSender do, with the
+	// receive side wrapped.
+	receiver, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return fmt.Errorf("rtcp receiver reports: %w", err)
 	}
+	sender, err := report.NewSenderInterceptor()
+	if err != nil {
+		return fmt.Errorf("rtcp sender reports: %w", err)
+	}
+	r.Add(recvOnly{receiver})
+	r.Add(sender)
 	// TWCC feedback for what we receive, so a browser publisher's bandwidth
 	// estimator works. rtgate runs no estimator of its own, so it does not
 	// stamp transport-cc on what it sends.
-	if err := webrtc.ConfigureTWCCSender(m, r); err != nil {
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, k)
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, k); err != nil {
+			return fmt.Errorf("twcc header extension: %w", err)
+		}
+	}
+	twccSender, err := twcc.NewSenderInterceptor()
+	if err != nil {
 		return fmt.Errorf("twcc: %w", err)
 	}
+	r.Add(recvOnly{twccSender})
 	return nil
 }
 
