@@ -206,8 +206,11 @@ func (c *batchConn) cork() { c.corks.Add(1) }
 
 // flush sends what is queued and closes a batch that cork opened. When it
 // returns, every datagram written before it by this goroutine is with the
-// kernel. A flush without a cork sends what is queued and changes nothing
-// else.
+// kernel (flushLocked waits for a ring another goroutine is sending, even
+// when nothing new is queued). Each flush closes one cork: callers pair
+// them (API.Cork/Flush, bridge.Batch's Begin/End); an unpaired flush would
+// close another goroutine's batch early, which only sends its datagrams
+// sooner.
 func (c *batchConn) flush() {
 	c.mu.Lock()
 	c.flushLocked()

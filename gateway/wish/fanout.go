@@ -254,7 +254,11 @@ type heldPackets struct {
 // hold keeps a packet of the cold start (the writer's goroutine).
 func (ft *fanTrack) hold(h *rtp.Header, payload []byte, kf bool, now int64) {
 	hp := &ft.held
-	if kf {
+	// A keyframe start begins a new hold, unless it belongs to the frame
+	// being held: H.264/H.265 send the parameter sets (SPS, PPS, VPS) and
+	// then the IDR, often fragmented, all with the frame's timestamp, and
+	// each counts as a keyframe start; the viewer needs all of them.
+	if kf && (len(hp.hdr) == 0 || hp.hdr[0].Timestamp != h.Timestamp || ft.heldKF.Load() == 0) {
 		if hp.buf == nil {
 			// Once per cold start of a stream, not per packet.
 			hp.hdr, hp.pay, hp.buf = make([]rtp.Header, 0, holdPkts), make([][]byte, 0, holdPkts), make([]byte, 0, holdBytes)
@@ -273,6 +277,7 @@ func (ft *fanTrack) hold(h *rtp.Header, payload []byte, kf bool, now int64) {
 	off := len(hp.buf)
 	hp.buf = append(hp.buf, payload...)
 	hp.hdr = append(hp.hdr, *h)
+	hp.hdr[len(hp.hdr)-1].CSRC = nil // shares the reader's slice, which the next packet overwrites
 	hp.pay = append(hp.pay, hp.buf[off:len(hp.buf):len(hp.buf)])
 }
 
