@@ -176,7 +176,15 @@ func TestTrickleAndICERestart(t *testing.T) {
 
 	res := e.h.lookup(loc[strings.LastIndex(loc, "/")+1:]).(*whipRelay)
 	clientPort := hostPort(t, cands)
-	if got := remoteHostPorts(res.pc); !got[clientPort] {
+	// Polled: one CI run read no remote candidate at all in a snapshot
+	// taken right after the client saw the connection up.
+	var got map[int]bool
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if got = remoteHostPorts(res.pc); got[clientPort] || time.Now().After(end) {
+			break
+		}
+	}
+	if !got[clientPort] {
 		t.Errorf("rtgate's remote candidates %v lack the trickled host candidate port %d", got, clientPort)
 	}
 	st, _ := e.reg.Lookup("cam")
@@ -293,8 +301,11 @@ func hostPort(t *testing.T, cands []string) int {
 func remoteHostPorts(pc *webrtc.PeerConnection) map[int]bool {
 	out := map[int]bool{}
 	for _, s := range pc.GetStats() {
+		// Host, or peer-reflexive: the client starts its checks as soon as
+		// it has the answer, and one that reaches rtgate before the PATCH
+		// makes pion learn the address as prflx first.
 		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate &&
-			c.CandidateType == webrtc.ICECandidateTypeHost {
+			(c.CandidateType == webrtc.ICECandidateTypeHost || c.CandidateType == webrtc.ICECandidateTypePrflx) {
 			out[int(c.Port)] = true
 		}
 	}
