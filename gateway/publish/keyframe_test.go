@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rtgate/rtgate/bridge"
+	"github.com/rtgate/rtgate/gateway/peer"
 )
 
 // kfSource counts keyframe requests and when they came.
@@ -30,8 +31,8 @@ func (k *kfSource) RequestKeyframe(int) bool {
 func TestKeyframeRequestsDeferred(t *testing.T) {
 	const window = 200 * time.Millisecond
 	src := &kfSource{}
-	s := &Stream{opts: Options{KeyframeInterval: window}}
-	tr := &track{kind: bridge.KindVideo, src: src}
+	s := &Stream{}
+	tr := &track{kind: bridge.KindVideo, src: src, kf: peer.KeyframeLimiter{Interval: window}}
 	start := time.Now()
 	s.requestKeyframe(tr)
 	if src.n.Load() != 1 {

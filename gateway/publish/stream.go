@@ -104,16 +104,15 @@ type track struct {
 	local    *webrtc.TrackLocalStaticRTP
 	cont     continuity
 
-	packets, bytes  atomic.Uint64
-	writeErrors     atomic.Uint64
-	kfRequested     atomic.Uint64 // keyframe requests from the SFU
-	kfRefused       atomic.Uint64 // ... the source could not honour (files)
-	kfCoalesced     atomic.Uint64 // ... folded into one already sent or pending
-	kfPending       atomic.Bool   // a deferred request is scheduled
-	lastKeyframeReq atomic.Int64
-	bitrate         atomic.Uint64 // bits/s over the last second
-	rate            rateMeter
-	feedback        peer.Feedback // what the SFU reports about the track (NACKs, RRs)
+	packets, bytes atomic.Uint64
+	writeErrors    atomic.Uint64
+	kfRequested    atomic.Uint64 // keyframe requests from the SFU
+	kfRefused      atomic.Uint64 // ... the source could not honour (files)
+	kfCoalesced    atomic.Uint64 // ... folded into one already sent or pending
+	kf             peer.KeyframeLimiter
+	bitrate        atomic.Uint64 // bits/s over the last second
+	rate           rateMeter
+	feedback       peer.Feedback // what the SFU reports about the track (NACKs, RRs)
 }
 
 // New checks the sources' tracks and makes the stream's tracks.
@@ -158,7 +157,7 @@ func New(o Options) (*Stream, error) {
 				return nil, fmt.Errorf("publish %s: track %s: %w", o.Name, name, err)
 			}
 			s.tracks = append(s.tracks, &track{name: name, kind: t.Kind, codec: t.Codec, src: src, srcTrack: i,
-				local: local, cont: continuity{clock: t.Codec.ClockRate}})
+				local: local, cont: continuity{clock: t.Codec.ClockRate}, kf: peer.KeyframeLimiter{Interval: o.KeyframeInterval}})
 		}
 	}
 	if len(s.tracks) == 0 {
@@ -498,32 +497,18 @@ func (s *Stream) closeOnSFU(sessionID string, mids []string) {
 
 // requestKeyframe asks the source for a keyframe, at most once per
 // KeyframeInterval per track: keyframes are scarce. A request inside the
-// window is not dropped but deferred to its end (one at most pending), so
-// a subscriber that joins just after another still gets its keyframe
-// within the window instead of waiting for the next natural one.
+// window is deferred to its end, not dropped (peer.KeyframeLimiter).
 func (s *Stream) requestKeyframe(t *track) {
 	if t.kind != bridge.KindVideo {
 		return
 	}
 	t.kfRequested.Add(1)
-	s.askKeyframe(t)
-}
-
-func (s *Stream) askKeyframe(t *track) {
-	now := time.Now().UnixNano()
-	last := t.lastKeyframeReq.Load()
-	if wait := last + int64(s.opts.KeyframeInterval) - now; wait > 0 || !t.lastKeyframeReq.CompareAndSwap(last, now) {
-		t.kfCoalesced.Add(1)
-		if wait > 0 && t.kfPending.CompareAndSwap(false, true) {
-			time.AfterFunc(time.Duration(wait), func() {
-				t.kfPending.Store(false)
-				s.askKeyframe(t)
-			})
+	if !t.kf.Request(func() {
+		if !t.src.RequestKeyframe(t.srcTrack) {
+			t.kfRefused.Add(1)
 		}
-		return
-	}
-	if !t.src.RequestKeyframe(t.srcTrack) {
-		t.kfRefused.Add(1)
+	}) {
+		t.kfCoalesced.Add(1)
 	}
 }
 

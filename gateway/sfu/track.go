@@ -48,19 +48,17 @@ type pubTrack struct {
 	bytes      atomic.Uint64
 
 	// Keyframe requests toward the publisher, coalesced (see requestKeyframe).
-	kfInterval time.Duration
-	lastPLI    atomic.Int64
-	kfDue      atomic.Int64 // Unix ns: the token bucket's theoretical arrival time (GCRA)
-	pliPending atomic.Bool
-	plisSent   atomic.Uint64
+	kf       peer.KeyframeLimiter
+	lastPLI  atomic.Int64
+	plisSent atomic.Uint64
 }
 
 func newPubTrack(s *session, mid string, kind webrtc.RTPCodecType) *pubTrack {
 	p := &pubTrack{
 		sess: s, mid: mid, kind: kind,
 		ready: make(chan struct{}), closed: make(chan struct{}),
-		kfInterval: s.sfu.opts.KeyframeInterval,
-		nShards:    shards(), shardMin: s.sfu.opts.shardMin,
+		kf:      peer.KeyframeLimiter{Interval: s.sfu.opts.KeyframeInterval, Burst: 2},
+		nShards: shards(), shardMin: s.sfu.opts.shardMin,
 	}
 	p.subs.Store(newFanSet(nil, p.nShards, p.shardMin))
 	return p
@@ -225,40 +223,33 @@ func (p *pubTrack) close() {
 	p.closeOnce.Do(func() { close(p.closed) })
 }
 
-// requestKeyframe asks the publisher for a keyframe. Requests are coalesced:
-// one PLI per kfInterval goes upstream, on average; a request beyond that
-// schedules one when it is due, so a subscriber that joins just after
-// another still gets its keyframe promptly. Keyframes are a scarce resource.
+// requestKeyframe asks the publisher for a keyframe. Requests are coalesced
+// (peer.KeyframeLimiter): one PLI per keyframe interval goes upstream on average,
+// and a request beyond that is sent when it is due, so a subscriber that
+// joins just after another still gets its keyframe promptly. Keyframes are
+// a scarce resource.
 //
-// After a quiet spell two PLIs may go in a row (a token bucket of two,
-// refilled one per kfInterval): a subscriber that connects just after
-// another one's keyframe was sent would otherwise wait the whole window.
-// That is what a relay WHEP viewer did (gateway/wish): rtgate's pull
-// connects, and its keyframe comes before the viewer rtgate serves from it
-// is connected; the viewer's own request then came 30 to 100 ms later and
-// waited about 450 ms.
+// After a quiet spell two PLIs may go in a row: a subscriber that connects
+// just after another one's keyframe was sent would otherwise wait the
+// whole window. That is what a relay WHEP viewer did (gateway/wish):
+// rtgate's pull connects, and its keyframe comes before the viewer rtgate
+// serves from it is connected; the viewer's own request then came 30 to
+// 100 ms later and waited about 450 ms.
 func (p *pubTrack) requestKeyframe() {
 	if p.kind != webrtc.RTPCodecTypeVideo || !p.isReady() || p.isClosed() {
 		return
 	}
-	now := time.Now().UnixNano()
-	due := p.kfDue.Load()
-	next := max(due, now) + int64(p.kfInterval)
-	wait := time.Duration(next - 2*int64(p.kfInterval) - now)
-	if wait <= 0 {
-		if p.kfDue.CompareAndSwap(due, next) {
-			p.lastPLI.Store(now)
-			p.plisSent.Add(1)
-			_ = p.sess.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(p.remote.SSRC())}})
-		}
+	p.kf.Request(p.sendPLI)
+}
+
+// sendPLI writes a PLI to the publisher (requestKeyframe's limiter calls it).
+func (p *pubTrack) sendPLI() {
+	if p.isClosed() {
 		return
 	}
-	if p.pliPending.CompareAndSwap(false, true) {
-		time.AfterFunc(wait, func() {
-			p.pliPending.Store(false)
-			p.requestKeyframe()
-		})
-	}
+	p.lastPLI.Store(time.Now().UnixNano())
+	p.plisSent.Add(1)
+	_ = p.sess.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(p.remote.SSRC())}})
 }
 
 // forwardedExtensions are the header extensions the SFU carries from a

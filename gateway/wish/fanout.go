@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/rtgate/rtgate/bridge"
+	"github.com/rtgate/rtgate/gateway/peer"
 )
 
 // fanout is the bridge.Sink of a relay WHEP stream: rtgate pulls the
@@ -125,18 +126,17 @@ type fanTrack struct {
 	kind         webrtc.RTPCodecType
 	codec        bridge.Codec
 	pk           payloadKind // how to see a keyframe in the payload
-	kfInterval   time.Duration
 
 	binds  atomic.Pointer[[]*fanBinding] // copy on write
 	bindMu sync.Mutex
 
-	live       atomic.Bool
-	keyframe   atomic.Pointer[func()] // the upstream's keyframe request
-	lastPLI    atomic.Int64           // Unix ns of the last request sent upstream
-	pliPending atomic.Bool
-	lastAsk    atomic.Int64 // Unix ns of the last request of a viewer
-	lastKF     atomic.Int64 // Unix ns of the last keyframe written to the viewers
-	packets    atomic.Uint64
+	live     atomic.Bool
+	keyframe atomic.Pointer[func()] // the upstream's keyframe request
+	kf       peer.KeyframeLimiter   // the requests sent upstream
+	lastPLI  atomic.Int64           // Unix ns of the last request sent upstream
+	lastAsk  atomic.Int64           // Unix ns of the last request of a viewer
+	lastKF   atomic.Int64           // Unix ns of the last keyframe written to the viewers
+	packets  atomic.Uint64
 
 	// The cold start (see hold): cold until the first viewer is served;
 	// heldKF is the Unix ns of the keyframe held, 0 for none.
@@ -163,8 +163,12 @@ func newFanTrack(stream, kind string, c bridge.Codec, kfInterval time.Duration) 
 	if kind == bridge.KindAudio {
 		k = webrtc.RTPCodecTypeAudio
 	}
-	ft := &fanTrack{id: stream + "-" + kind, streamID: stream, kind: k, codec: c, kfInterval: kfInterval,
+	ft := &fanTrack{id: stream + "-" + kind, streamID: stream, kind: k, codec: c,
 		cont: rebase{clock: c.ClockRate}, pk: payloadKindOf(c.MimeType)}
+	// An ask deferred by the window goes only if no keyframe came
+	// meanwhile: that one reached every viewer that was asking (they were
+	// connected when they asked).
+	ft.kf = peer.KeyframeLimiter{Interval: kfInterval, Wanted: func() bool { return ft.lastKF.Load() < ft.lastAsk.Load() }}
 	ft.binds.Store(&[]*fanBinding{})
 	ft.cold.Store(ft.pk != payloadOther)
 	return ft
@@ -322,7 +326,7 @@ func (ft *fanTrack) join(ssrc uint32) {
 
 // requestKeyframe asks the upstream for a keyframe for viewers that can
 // receive one now: one that has just connected, or one that sent a PLI.
-// At most one request per kfInterval goes upstream. An ask inside the
+// At most one request per keyframe interval goes upstream. An ask inside the
 // window is remembered: at the window's end a request goes upstream,
 // unless a keyframe has passed since the last ask, which then reached
 // every viewer that was asking (they were connected when they asked). So
@@ -337,30 +341,20 @@ func (ft *fanTrack) requestKeyframe() {
 }
 
 func (ft *fanTrack) sendKeyframeRequest() {
+	ft.kf.Request(ft.sendPLI)
+}
+
+// sendPLI sends the request upstream (the limiter calls it).
+func (ft *fanTrack) sendPLI() {
 	now := time.Now().UnixNano()
-	last := ft.lastPLI.Load()
-	wait := time.Duration(last + int64(ft.kfInterval) - now)
-	if wait <= 0 {
-		if ft.lastPLI.CompareAndSwap(last, now) {
-			if kf := ft.keyframe.Load(); kf != nil {
-				(*kf)()
-				for _, b := range *ft.binds.Load() {
-					if tl := b.tl.Load(); tl != nil {
-						tl.upstream(now)
-					}
-				}
+	ft.lastPLI.Store(now)
+	if kf := ft.keyframe.Load(); kf != nil {
+		(*kf)()
+		for _, b := range *ft.binds.Load() {
+			if tl := b.tl.Load(); tl != nil {
+				tl.upstream(now)
 			}
 		}
-		return
-	}
-	if ft.pliPending.CompareAndSwap(false, true) {
-		time.AfterFunc(wait, func() {
-			ft.pliPending.Store(false)
-			if ft.lastKF.Load() >= ft.lastAsk.Load() {
-				return // answered by a keyframe that came meanwhile
-			}
-			ft.sendKeyframeRequest()
-		})
 	}
 }
 

@@ -1,10 +1,6 @@
 package wish
 
-import (
-	"strings"
-	"sync/atomic"
-	"time"
-)
+import "strings"
 
 // payloadKind says how to find a keyframe's first packet in a codec's RTP
 // payload. The relay fan-out needs to know when a keyframe passes: a
@@ -116,38 +112,4 @@ func keyframeStart(k payloadKind, p []byte) bool {
 		return p[0]&0x08 != 0 && p[0]&0x80 == 0
 	}
 	return false
-}
-
-// kfBudget rate-limits the keyframe requests sent to one source: one per
-// interval on average, and two in a row after a quiet spell (a token
-// bucket of two, kept as its theoretical arrival time: GCRA). A request
-// beyond the budget is sent once a token is due, however many came
-// meanwhile. The embedded SFU coalesces the same way (gateway/sfu): a
-// relay viewer's request comes 30 to 100 ms after the one of rtgate's own
-// pull, whose keyframe reached rtgate before the viewer could receive it;
-// a window of one request would hold the viewer's back by its length.
-type kfBudget struct {
-	interval time.Duration
-	due      atomic.Int64 // Unix ns
-	pending  atomic.Bool
-}
-
-// request calls send now, or once later (see kfBudget).
-func (b *kfBudget) request(send func()) {
-	now := time.Now().UnixNano()
-	due := b.due.Load()
-	next := max(due, now) + int64(b.interval)
-	wait := time.Duration(next - 2*int64(b.interval) - now)
-	if wait <= 0 {
-		if b.due.CompareAndSwap(due, next) {
-			send()
-		}
-		return
-	}
-	if b.pending.CompareAndSwap(false, true) {
-		time.AfterFunc(wait, func() {
-			b.pending.Store(false)
-			b.request(send)
-		})
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/rtgate/rtgate/bridge"
+	"github.com/rtgate/rtgate/gateway/peer"
 )
 
 // Source is the media of a relay WHIP stream's publishers as a
@@ -22,7 +23,7 @@ import (
 // only reads the remote tracks of the one attached now.
 type Source struct {
 	tracks []bridge.Track
-	kf     []kfBudget // by track: the keyframe requests to the publisher
+	kf     []peer.KeyframeLimiter // by track: the keyframe requests to the publisher
 
 	mu   sync.Mutex
 	cur  *feed
@@ -39,9 +40,9 @@ type feed struct {
 // NewSource makes a Source with the given tracks (at most one audio and one
 // video).
 func NewSource(tracks []bridge.Track) *Source {
-	s := &Source{tracks: tracks, kf: make([]kfBudget, len(tracks)), wake: make(chan struct{})}
+	s := &Source{tracks: tracks, kf: make([]peer.KeyframeLimiter, len(tracks)), wake: make(chan struct{})}
 	for i := range s.kf {
-		s.kf[i].interval = keyframeInterval
+		s.kf[i].Interval, s.kf[i].Burst = keyframeInterval, 2
 	}
 	return s
 }
@@ -179,7 +180,7 @@ func (r *trackReader) handle(n int) {
 }
 
 // RequestKeyframe sends a PLI to the attached publisher for a video track,
-// within the track's budget (kfBudget): at once, or once when a token is
+// within the track's budget (peer.KeyframeLimiter, two in a row): at once, or once when a token is
 // due. It returns false when there is no publisher yet (or the track is
 // audio). The publish.Stream of the source leaves the coalescing to it
 // (newRelayIngest).
@@ -190,7 +191,7 @@ func (s *Source) RequestKeyframe(track int) bool {
 	if s.remoteOf(track) == nil {
 		return false
 	}
-	s.kf[track].request(func() {
+	s.kf[track].Request(func() {
 		// The publisher attached when the request goes (it may have
 		// changed while a deferred one waited).
 		s.mu.Lock()

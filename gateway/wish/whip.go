@@ -349,7 +349,7 @@ func (h *Handler) newRelayIngest(st *Stream, tracks []bridge.Track) (*relayInges
 		Name: st.Name(), Sources: []bridge.Source{src}, VideoTrack: st.o.VideoTrack, AudioTrack: st.o.AudioTrack,
 		Client: h.o.Client, API: api, MinBackoff: h.o.PublishBackoff, Logger: h.log.With("component", "publish"),
 		// The Source coalesces the keyframe requests to the publisher
-		// (kfBudget). publish.Stream's window drops a request that comes
+		// (peer.KeyframeLimiter). publish.Stream's window drops a request that comes
 		// within 500 ms of the previous one: a relay WHEP viewer's, right
 		// after the one of rtgate's own pull of the stream, was lost.
 		KeyframeInterval: time.Nanosecond,
