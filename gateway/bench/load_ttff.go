@@ -20,6 +20,8 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+
+	"github.com/rtgate/rtgate/bridge"
 )
 
 // The load side of whep-ttff: the publisher of each stream (a VP8 file
@@ -533,7 +535,7 @@ func (l *ttffLoad) pionViewer(ctx context.Context, a ttffArg, st ttffStep) (s tt
 				}
 				now := time.Now().UnixNano()
 				firstRTP.CompareAndSwap(0, now)
-				if n > 12 && vp8KeyframeStart(rtpPayload(buf[:n])) && keyframe.CompareAndSwap(0, now) {
+				if n > 12 && bridge.PayloadVP8.KeyframeStart(rtpPayload(buf[:n])) && keyframe.CompareAndSwap(0, now) {
 					close(gotKey)
 				}
 			}
@@ -598,35 +600,6 @@ func rtpPayload(b []byte) []byte {
 		return nil
 	}
 	return b[i:]
-}
-
-// vp8KeyframeStart reports whether a VP8 RTP payload (RFC 7741) starts a
-// keyframe.
-func vp8KeyframeStart(p []byte) bool {
-	if len(p) == 0 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
-		return false
-	}
-	i := 1
-	if p[0]&0x80 != 0 {
-		if len(p) < 3 {
-			return false
-		}
-		x := p[1]
-		i = 2
-		if x&0x80 != 0 {
-			if p[i]&0x80 != 0 {
-				i++
-			}
-			i++
-		}
-		if x&0x40 != 0 {
-			i++
-		}
-		if x&0x30 != 0 {
-			i++
-		}
-	}
-	return len(p) > i && p[i]&0x01 == 0
 }
 
 // waitNoViewers polls GET /api/streams until the stream has no viewer.

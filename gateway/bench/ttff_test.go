@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pion/rtp/codecs"
 )
 
 // TestWHEPTTFF runs the whep-ttff scenario once with few viewers: the
@@ -145,39 +143,4 @@ func TestQuantileFloat(t *testing.T) {
 	if quantile(nil, 0.5) != 0 {
 		t.Error("quantile of nothing is not 0")
 	}
-}
-
-// TestVP8KeyframeStart checks the floor's keyframe test on the packets of
-// the demo file, packetized as pion does it: true exactly on the first
-// packet of each keyframe.
-func TestVP8KeyframeStart(t *testing.T) {
-	frames, key, _, err := readIVF(filepath.Join("..", "..", "deploy", "demo", "demo.ivf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var starts, keys int
-	for i, fr := range frames {
-		for j, pl := range vp8Packets(fr) {
-			got := vp8KeyframeStart(pl)
-			if got != (key[i] && j == 0) {
-				t.Fatalf("frame %d (keyframe %v) packet %d: keyframe start %v", i, key[i], j, got)
-			}
-			if got {
-				starts++
-			}
-		}
-		if key[i] {
-			keys++
-		}
-	}
-	if keys < 2 || starts != keys {
-		t.Errorf("%d keyframe starts for %d keyframes", starts, keys)
-	}
-}
-
-// vp8Packets cuts a frame into RTP payloads as a browser's sender does
-// (with a picture id, so the descriptor's extension bytes are there).
-func vp8Packets(frame []byte) [][]byte {
-	p := &codecs.VP8Payloader{EnablePictureID: true}
-	return p.Payload(1200, frame)
 }

@@ -125,7 +125,7 @@ type fanTrack struct {
 	id, streamID string
 	kind         webrtc.RTPCodecType
 	codec        bridge.Codec
-	pk           payloadKind // how to see a keyframe in the payload
+	pk           bridge.PayloadKind // how to see a keyframe in the payload
 
 	binds  atomic.Pointer[[]*fanBinding] // copy on write
 	bindMu sync.Mutex
@@ -164,13 +164,13 @@ func newFanTrack(stream, kind string, c bridge.Codec, kfInterval time.Duration) 
 		k = webrtc.RTPCodecTypeAudio
 	}
 	ft := &fanTrack{id: stream + "-" + kind, streamID: stream, kind: k, codec: c,
-		cont: rebase{clock: c.ClockRate}, pk: payloadKindOf(c.MimeType)}
+		cont: rebase{clock: c.ClockRate}, pk: bridge.PayloadKindOf(c.MimeType)}
 	// An ask deferred by the window goes only if no keyframe came
 	// meanwhile: that one reached every viewer that was asking (they were
 	// connected when they asked).
 	ft.kf = peer.KeyframeLimiter{Interval: kfInterval, Wanted: func() bool { return ft.lastKF.Load() < ft.lastAsk.Load() }}
 	ft.binds.Store(&[]*fanBinding{})
-	ft.cold.Store(ft.pk != payloadOther)
+	ft.cold.Store(ft.pk != bridge.PayloadOther)
 	return ft
 }
 
@@ -197,7 +197,7 @@ func (ft *fanTrack) write(pkt *rtp.Packet) {
 	*h = pkt.Header
 	now := time.Now().UnixNano()
 	ft.cont.apply(h, now)
-	kf := ft.pk != payloadOther && keyframeStart(ft.pk, pkt.Payload)
+	kf := ft.pk != bridge.PayloadOther && ft.pk.KeyframeStart(pkt.Payload)
 	if kf {
 		ft.lastKF.Store(now)
 	}
