@@ -6,6 +6,8 @@
 // packets of pulled tracks and asks for keyframes when it needs them. The
 // sub-packages implement them: rtpudp (RTP over UDP in and out), file (IVF,
 // Ogg/Opus, H.264 Annex-B), v4l2 (cameras), record (recordings on disk).
+// The contract's vocabulary lives here too: codecs and track kinds, and
+// where a keyframe starts in a codec's RTP payload (PayloadKind).
 //
 // bridge never imports gateway.
 package bridge
