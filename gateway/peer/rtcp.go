@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,8 @@ func DrainKeyframeRequests(r RTCPReader, onRequest func()) {
 type Feedback struct {
 	nacks, nacked, resent atomic.Uint64
 	lost                  atomic.Uint64 // sessions before the current one, plus its latest report
-	lostBase, lostLast    int64         // ReadFeedback's goroutine only
+	mu                    sync.Mutex    // lostBase, lostLast: the readers of two PeerConnections may overlap
+	lostBase, lostLast    int64
 	jitter                atomic.Uint32 // RTP timestamp units
 	rtt                   atomic.Int64  // ns; 0: none measured yet
 	reports               atomic.Uint64
@@ -66,11 +68,13 @@ func (f *Feedback) report(rr rtcp.ReceptionReport, now time.Time) {
 		cum -= 1 << 24
 	}
 	cum = max(cum, 0)
+	f.mu.Lock()
 	if cum < f.lostLast {
 		f.lostBase += f.lostLast
 	}
 	f.lostLast = cum
 	f.lost.Store(uint64(f.lostBase + cum))
+	f.mu.Unlock()
 	f.jitter.Store(rr.Jitter)
 	// RFC 3550 6.4.1: RTT = now - LSR - DLSR, in 1/65536 s.
 	if rr.LastSenderReport != 0 {
