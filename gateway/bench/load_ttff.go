@@ -283,15 +283,19 @@ func (pub *whipPublisher) run() {
 	}
 }
 
+// clockSlack widens the publisher's event window for a Chromium sample,
+// whose POST time is converted from the page's clock to the wall clock.
+const clockSlack = 2 * time.Millisecond
+
 // events returns the keyframe requests and keyframes between from and to
-// (Unix ns), in ms after from.
-func (pub *whipPublisher) events(from, to int64) (plis, kfs []float64) {
+// (Unix ns), widened by slack on each side, in ms after from.
+func (pub *whipPublisher) events(from, to int64, slack time.Duration) (plis, kfs []float64) {
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	pick := func(ts []int64) []float64 {
 		var out []float64
 		for _, t := range ts {
-			if t >= from && t <= to {
+			if t >= from-int64(slack) && t <= to+int64(slack) {
 				out = append(out, float64(t-from)/1e6)
 			}
 		}
@@ -417,8 +421,9 @@ func (l *ttffLoad) run(ctx context.Context, a ttffArg) ([]ttffSample, error) {
 			last[st.Stream] = time.UnixMicro(int64(s.PostUnixMs * 1e3))
 		}
 		if pub := l.pubs[st.Stream]; pub != nil && s.Error == "" {
+			// The slack covers Date.now()'s 1 ms resolution in Skew.
 			from := int64(s.PostUnixMs * 1e6)
-			s.PublisherPLIsMs, s.PublisherKeyframesMs = pub.events(from, from+int64(s.TTFFMs*1e6))
+			s.PublisherPLIsMs, s.PublisherKeyframesMs = pub.events(from, from+int64(s.TTFFMs*1e6), clockSlack)
 		}
 		out = append(out, s)
 		// The next viewer finds the stream as this one found it: no viewer,
@@ -443,16 +448,24 @@ const ttffProbe = `(async () => {
   }
   const r = window.rtgate || {};
   return {state: r.state || '', error: r.error || '', ttffMs: r.ttffMs ?? null, timings: r.timings || {},
-    origin: performance.timeOrigin, resource: r.resource || ''};
+    origin: performance.timeOrigin, skew: Date.now() - (performance.timeOrigin + performance.now()),
+    resource: r.resource || ''};
 })()`
 
 type ttffPage struct {
-	State    string             `json:"state"`
-	Error    string             `json:"error"`
-	TTFFMs   *float64           `json:"ttffMs"`
-	Timings  map[string]float64 `json:"timings"`
-	Origin   float64            `json:"origin"`
-	Resource string             `json:"resource"`
+	State   string             `json:"state"`
+	Error   string             `json:"error"`
+	TTFFMs  *float64           `json:"ttffMs"`
+	Timings map[string]float64 `json:"timings"`
+	Origin  float64            `json:"origin"`
+	// Skew is the wall clock minus timeOrigin + now. Chromium derives
+	// both from a monotonic clock with an offset it fixes early, so
+	// they drift from the wall clock the publisher stamps its events
+	// with when that clock is slewed (NTP on a fresh VM). Here it is
+	// about 1 ms; a CI run once lost a keyframe sent just before the
+	// first frame out of the sample's window.
+	Skew     float64 `json:"skew"`
+	Resource string  `json:"resource"`
 }
 
 const ttffTimeout = 10 * time.Second
@@ -485,7 +498,7 @@ func (l *ttffLoad) chromiumViewer(br *browser, a ttffArg, st ttffStep) (s ttffSa
 		s.Resource = u.Path
 	}
 	post := pg.Timings["postSent"]
-	s.PostUnixMs = pg.Origin + post
+	s.PostUnixMs = pg.Origin + pg.Skew + post
 	if pg.TTFFMs == nil {
 		s.Error = fmt.Sprintf("no first frame within %s: page state %q %s", ttffTimeout, pg.State, pg.Error)
 		return s
