@@ -100,6 +100,11 @@ type port struct {
 	batch *mmsgReader // recvmmsg into bufs; nil: single reads into bufs[0]
 	bufs  [][]byte
 	pkt   rtp.Packet
+	// growTo is the batch the reader takes on at its first datagram (0:
+	// none): until a port carries media it holds one buffer, not a
+	// batch's slab (DefaultBatch x 9216 bytes, 288 KiB), which was most
+	// of the memory of an idle published track.
+	growTo int
 }
 
 // Open parses raw (see ParseURL) and opens the source: its sockets are
@@ -272,27 +277,34 @@ func listen(local netip.AddrPort, group netip.Addr, ifi *net.Interface) (*port, 
 	return p, nil
 }
 
-// setupReader allocates the reused read state: a batch of buffers read
-// with recvmmsg (Linux) for ports with RTP, a single buffer for RTCP-only
-// ports (about one packet per second), when batch is 1, or where recvmmsg
-// is not available.
+// setupReader allocates the reused read state: a single buffer. A port
+// with RTP moves to a batch of buffers read with recvmmsg (Linux) at its
+// first datagram (growReader); RTCP-only ports (about one packet per
+// second), batch 1, or a system without recvmmsg keep single reads.
 func (p *port) setupReader(batch int) {
-	n := 1
+	p.bufs = [][]byte{make([]byte, maxDatagram)}
 	if p.rtpTracks > 0 && batch > 1 {
-		n = batch
-	}
-	slab := make([]byte, n*maxDatagram)
-	p.bufs = make([][]byte, n)
-	for i := range p.bufs {
-		p.bufs[i] = slab[i*maxDatagram : (i+1)*maxDatagram : (i+1)*maxDatagram]
-	}
-	if n > 1 {
-		p.batch = newBatchReader(p.conn, p.bufs)
+		p.growTo = batch
 	}
 	// Room for the most CSRCs and a typical number of extensions, so that
 	// Unmarshal does not grow them on the hot path.
 	p.pkt.CSRC = make([]uint32, 0, 15)
 	p.pkt.Extensions = make([]rtp.Extension, 0, 16)
+}
+
+// growReader allocates the batch setupReader deferred: once per port,
+// after its first datagram was handled.
+func (p *port) growReader() {
+	n := p.growTo
+	p.growTo = 0
+	slab := make([]byte, n*maxDatagram)
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = slab[i*maxDatagram : (i+1)*maxDatagram : (i+1)*maxDatagram]
+	}
+	if r := newBatchReader(p.conn, bufs); r != nil {
+		p.batch, p.bufs = r, bufs
+	}
 }
 
 // String returns the URL the source was opened from.

@@ -116,6 +116,9 @@ func (s *Source) readOnce(p *port, fn bridge.PacketFunc, b *bridge.Batch) (int, 
 		return 0, err
 	}
 	s.handle(p, p.bufs[0][:n], flags, from, fn)
+	if p.growTo > 0 {
+		p.growReader()
+	}
 	return 1, nil
 }
 
