@@ -58,8 +58,11 @@ type batchConn struct {
 	// it reaches 0 nothing is left queued.
 	corks atomic.Int32
 
-	mu     sync.Mutex // guards cur and closed
-	cur    *sendRing  // the ring writers fill
+	mu sync.Mutex // guards cur and closed
+	// cur is the ring writers fill. The rings are made by the first
+	// corked write (queue), so a socket that is never corked (an idle
+	// track's) costs no ring; at most two exist.
+	cur    *sendRing
 	closed bool
 
 	// sendMu serializes sends, so that rings leave in the order they were
@@ -134,6 +137,14 @@ func newSendRing() *sendRing {
 	return r
 }
 
+// queued returns the datagrams r holds; a nil ring holds none.
+func (r *sendRing) queued() int {
+	if r == nil {
+		return 0
+	}
+	return r.n
+}
+
 // put queues datagram b for addr in the next slot.
 func (r *sendRing) put(b []byte, addr netip.AddrPort) {
 	i := r.n
@@ -187,7 +198,7 @@ func newBatchConn(conn *net.UDPConn) *batchConn {
 	if runtime.GOOS != "linux" {
 		return nil
 	}
-	c := &batchConn{conn: conn, bw: ipv4.NewPacketConn(conn), cur: newSendRing(), spare: newSendRing()}
+	c := &batchConn{conn: conn, bw: ipv4.NewPacketConn(conn)}
 	c.gso.Store(gsoCapable(conn))
 	return c
 }
@@ -219,7 +230,7 @@ func (c *batchConn) flush() {
 		// while the ring was sent; a batch still open would send it
 		// later itself. mu is held from the last check to the decrement,
 		// and only flush decrements (under mu): the check holds.
-		for c.corks.Load() == 1 && c.cur.n > 0 {
+		for c.corks.Load() == 1 && c.cur.queued() > 0 {
 			c.flushLocked()
 		}
 		c.corks.Add(-1)
@@ -238,11 +249,11 @@ func (c *batchConn) flushLocked() {
 	// sends next (or before Flush returns). Then the previous ring is
 	// back in spare.
 	c.sendMu.Lock()
-	if r.n == 0 {
+	if r.queued() == 0 {
 		c.sendMu.Unlock()
 		return
 	}
-	c.cur, c.spare = c.spare, nil
+	c.cur, c.spare = c.spare, nil // nil until a second ring was needed
 	c.mu.Unlock()
 	c.sendRing(r)
 	c.spare = r
@@ -318,6 +329,9 @@ func (c *batchConn) queue(b []byte, addr netip.AddrPort) (int, error) {
 		c.flushLocked()
 		return c.conn.WriteToUDPAddrPort(b, addr)
 	}
+	if c.cur == nil {
+		c.cur = newSendRing()
+	}
 	c.cur.put(b, addr)
 	if c.cur.n == batchLen {
 		c.flushLocked()
@@ -371,7 +385,7 @@ func (c *batchConn) Write(b []byte) (int, error) {
 func (c *batchConn) Close() error {
 	c.mu.Lock()
 	if !c.closed {
-		for c.cur.n > 0 {
+		for c.cur.queued() > 0 {
 			c.flushLocked()
 		}
 		c.closed = true

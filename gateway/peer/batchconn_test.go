@@ -174,7 +174,7 @@ func TestBatchConnSegmentRefused(t *testing.T) {
 		t.Skip("no UDP_SEGMENT in this kernel")
 	}
 	buf := make([]byte, 2048)
-	r := p.c.cur
+	r := newSendRing()
 	for i := range 5 {
 		r.put(datagram(buf, 7, uint32(i), 1000), p.to)
 	}
@@ -205,6 +205,9 @@ func TestBatchConnPassThrough(t *testing.T) {
 	if s := p.c.stats(); s.Batches != 0 || s.Datagrams != 0 {
 		t.Errorf("an uncorked write went through the ring: %+v", s)
 	}
+	if p.c.cur != nil || p.c.spare != nil {
+		t.Error("a socket never corked holds a send ring: an idle track pays for it")
+	}
 	ua := net.UDPAddrFromAddrPort(p.to)
 	p.c.cork()
 	_, _ = p.c.WriteTo(datagram(buf, 2, 1, 100), ua)
@@ -213,6 +216,9 @@ func TestBatchConnPassThrough(t *testing.T) {
 	_, _ = p.c.WriteToAddrPort(datagram(buf, 2, 4, 1600), p.to) // too large for a slot: after 1..3
 	_, _ = p.c.WriteToAddrPort(datagram(buf, 2, 5, 100), p.to)
 	p.c.flush()
+	if p.c.cur == nil && p.c.spare == nil {
+		t.Error("corked writes made no send ring")
+	}
 	p.expect(t, 2, 1, 3, 100)
 	p.expect(t, 2, 4, 1, 1600)
 	p.expect(t, 2, 5, 1, 100)
@@ -337,8 +343,8 @@ func TestBatchConnConcurrentWriters(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("receiver stalled: received %d of %d", received.Load(), total)
 	}
-	if p.c.corks.Load() != 0 || p.c.cur.n != 0 {
-		t.Errorf("after every flush: corks %d, %d datagrams queued", p.c.corks.Load(), p.c.cur.n)
+	if p.c.corks.Load() != 0 || p.c.cur.queued() != 0 {
+		t.Errorf("after every flush: corks %d, %d datagrams queued", p.c.corks.Load(), p.c.cur.queued())
 	}
 	s := p.c.stats()
 	if s.Errors != 0 || s.Batches >= s.Datagrams {
