@@ -6,8 +6,8 @@
 // with backoff, while its sources keep running.
 //
 // The media path never waits on signalling: each source's goroutine writes
-// to a TrackLocalStaticRTP that lives as long as the stream and is bound to
-// whichever PeerConnection is current (to none while retrying).
+// to a TrackLocal (sendTrack) that lives as long as the stream and is bound
+// to whichever PeerConnection is current (to none while retrying).
 package publish
 
 import (
@@ -101,7 +101,7 @@ type track struct {
 	codec    bridge.Codec
 	src      bridge.Source
 	srcTrack int
-	local    *webrtc.TrackLocalStaticRTP
+	local    *sendTrack
 	cont     continuity
 
 	packets, bytes atomic.Uint64
@@ -152,7 +152,7 @@ func New(o Options) (*Stream, error) {
 			if name == "" {
 				name = o.Name + "-" + t.Kind
 			}
-			local, err := webrtc.NewTrackLocalStaticRTP(capability(t.Codec), name, o.Name)
+			local, err := newSendTrack(capability(t.Codec), name, o.Name)
 			if err != nil {
 				return nil, fmt.Errorf("publish %s: track %s: %w", o.Name, name, err)
 			}
