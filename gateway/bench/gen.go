@@ -207,15 +207,10 @@ func (r *receiver) packet(b []byte, h *rtp.Header) (stream uint32, ok bool) {
 
 // readUDP counts what arrives on conn into s until conn is closed.
 func (r *receiver) readUDP(conn *net.UDPConn, s *sink) {
-	buf := make([]byte, 1500)
 	var h rtp.Header
-	for {
-		n, err := conn.Read(buf)
-		if err != nil {
-			return
-		}
-		if _, ok := r.packet(buf[:n], &h); ok {
+	eachDatagram(conn, func(b []byte) {
+		if _, ok := r.packet(b, &h); ok {
 			s.recv.Add(1)
 		}
-	}
+	})
 }

@@ -79,17 +79,12 @@ func (s *fanoutSUT) floor(ready *sutReady) error {
 	s.closers = append(s.closers, c.Close)
 	ready.Addr = c.LocalAddr().String()
 	s.wg.Go(func() {
-		buf := make([]byte, 1500)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				return
-			}
+		eachDatagram(c, func(b []byte) {
 			s.packets.Add(1)
 			for _, d := range *s.dests.Load() {
-				_, _ = c.WriteToUDPAddrPort(buf[:n], d)
+				_, _ = c.WriteToUDPAddrPort(b, d)
 			}
-		}
+		})
 	})
 	return nil
 }

@@ -121,15 +121,10 @@ func (s *recordSUT) floor(cfg workerConfig, ready *sutReady) error {
 		s.pipelines.Go(func() {
 			stop := context.AfterFunc(s.ctx, func() { _ = c.Close() })
 			defer stop()
-			buf := make([]byte, 1500)
-			for {
-				n, err := c.Read(buf)
-				if err != nil {
-					return
-				}
-				_, _ = f.Write(buf[:n])
+			eachDatagram(c, func(b []byte) {
+				_, _ = f.Write(b)
 				s.packets.Add(1)
-			}
+			})
 		})
 	}
 	return nil
@@ -153,19 +148,14 @@ func (s *recordSUT) pion(cfg workerConfig, ready *sutReady) error {
 		s.pipelines.Go(func() {
 			stop := context.AfterFunc(s.ctx, func() { _ = c.Close() })
 			defer stop()
-			buf := make([]byte, 1500)
-			for {
-				n, err := c.Read(buf)
-				if err != nil {
-					return
-				}
+			eachDatagram(c, func(b []byte) {
 				pkt := &rtp.Packet{}
-				if err := pkt.Unmarshal(buf[:n]); err != nil {
-					continue
+				if err := pkt.Unmarshal(b); err != nil {
+					return
 				}
 				_ = w.WriteRTP(pkt)
 				s.packets.Add(1)
-			}
+			})
 		})
 	}
 	return nil

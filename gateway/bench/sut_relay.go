@@ -117,6 +117,19 @@ func (b *sutBase) close() error {
 
 // listenLoopback binds a UDP socket on 127.0.0.1 with the receive buffer
 // rtpudp asks for, so that no variant loses packets for a smaller one.
+// eachDatagram calls handle with every datagram c reads, in one reused
+// buffer, until c is closed: the read loop of the baselines and receivers.
+func eachDatagram(c *net.UDPConn, handle func([]byte)) {
+	buf := make([]byte, 1500)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		handle(buf[:n])
+	}
+}
+
 func listenLoopback() (*net.UDPConn, error) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: loopbackIP})
 	if err != nil {
@@ -170,15 +183,10 @@ func (s *relaySUT) floor(cfg workerConfig, ready *sutReady) error {
 		s.closers = append(s.closers, c.Close)
 		ready.Sources = append(ready.Sources, c.LocalAddr().String())
 		s.wg.Go(func() {
-			buf := make([]byte, 1500)
-			for {
-				n, err := c.Read(buf)
-				if err != nil {
-					return
-				}
-				_, _ = c.WriteToUDPAddrPort(buf[:n], dst)
+			eachDatagram(c, func(b []byte) {
+				_, _ = c.WriteToUDPAddrPort(b, dst)
 				s.packets.Add(1)
-			}
+			})
 		})
 	}
 	return nil
@@ -234,19 +242,14 @@ func (s *relaySUT) pion(cfg workerConfig, ready *sutReady) error {
 		ready.Sources = append(ready.Sources, conn.LocalAddr().String())
 		ready.Tracks = append(ready.Tracks, trackRef{Session: sid, Name: name})
 		s.wg.Go(func() {
-			buf := make([]byte, 1500)
-			for {
-				n, err := conn.Read(buf)
-				if err != nil {
-					return
-				}
+			eachDatagram(conn, func(b []byte) {
 				pkt := &rtp.Packet{}
-				if err := pkt.Unmarshal(buf[:n]); err != nil {
-					continue
+				if err := pkt.Unmarshal(b); err != nil {
+					return
 				}
 				_ = track.WriteRTP(pkt)
 				s.packets.Add(1)
-			}
+			})
 		})
 	}
 	return nil
