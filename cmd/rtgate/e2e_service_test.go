@@ -329,6 +329,7 @@ func TestService(t *testing.T) {
 	before := waitStreams(t, base, func(st map[string]apiStream) bool {
 		return st["cam-a"].State == "live" && st["cam-b"].State == "live"
 	})
+	live := time.Now()
 	// The forward delivers.
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		if n, _, _ := recv.stats(); n > 50 {
@@ -401,7 +402,11 @@ func TestService(t *testing.T) {
 		t.Errorf("rtgate_pull_packets_total of the forward = %v; the receiver had %d..%d", pulled, n1, n2)
 	}
 
-	// SIGTERM during the recording: finalized, exit 0 in time.
+	// SIGTERM during the recording: finalized, exit 0 in time. The steps
+	// above may take under 2 s (a CI run recorded 1.93 s), and the
+	// recording starts at the demo file's next keyframe (1 s apart) after
+	// the pull: 4.5 s after the streams went live it holds 3 s or more.
+	time.Sleep(time.Until(live.Add(4500 * time.Millisecond)))
 	mark = len(sock.all())
 	start := time.Now()
 	p.signal(t, syscall.SIGTERM)
